@@ -131,3 +131,48 @@ def read_gray(
         resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
         arr = np.asarray(Image.fromarray(arr).resize((target[1], target[0]), resample))
     return arr, info
+
+
+class ImageCache:
+    """On-disk cache of decoded, resized uint8 images, keyed by file, size, mtime and target size.
+
+    The validation pass decodes every image once anyway; handing it a cache lets it keep the
+    resized result so the pipeline's first epoch (and every later run) never decodes again.
+    Editing or replacing a file changes its size or mtime and so its key: no stale pixels.
+    """
+
+    def __init__(self, directory: str | Path, size: int | tuple[int, int]):
+        self.directory = Path(directory)
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+        self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _file(self, path: str | Path) -> Path:
+        import hashlib
+
+        p = Path(path).resolve()
+        st = p.stat()
+        key = f"{p}|{st.st_size}|{st.st_mtime_ns}|{self.size[0]}x{self.size[1]}"
+        h = hashlib.sha1(key.encode()).hexdigest()
+        return self.directory / h[:2] / f"{h}.npy"
+
+    def get(self, path: str | Path) -> np.ndarray | None:
+        """The cached array for `path`, or None when absent or stale."""
+        try:
+            return np.load(self._file(path))
+        except (OSError, ValueError):
+            return None
+
+    def put(self, path: str | Path, array: np.ndarray) -> None:
+        f = self._file(path)
+        f.parent.mkdir(exist_ok=True)
+        tmp = f.with_suffix(f".{id(array)}.tmp.npy")
+        np.save(tmp, np.ascontiguousarray(array, dtype=np.uint8))
+        tmp.replace(f)  # atomic: parallel readers never see half a file
+
+    def read(self, path: str | Path) -> np.ndarray:
+        """Cached pixels of `path` at this cache's size, decoding (and storing) on a miss."""
+        arr = self.get(path)
+        if arr is None:
+            arr, _ = read_gray(path, self.size)
+            self.put(path, arr)
+        return arr
