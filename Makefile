@@ -1,0 +1,41 @@
+# Quick start: `make demo` (run the notebook series) and `make test` (unit tests + strict nbval).
+# Both create .venv and install cxrnb with its extras on first use.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.cxrnb-installed
+OUT    ?= outputs
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+export TF_CPP_MIN_LOG_LEVEL := 2
+export MPLBACKEND := Agg
+
+.PHONY: demo test lab bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(OUT)/notebooks
+	for nb in $(NOTEBOOKS); do \
+	  echo "executing $$nb"; \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --ExecutePreprocessor.timeout=1200 \
+	    --output-dir $(OUT)/notebooks "$$nb" || exit 1; \
+	done
+	@echo "Executed notebooks: $(OUT)/notebooks/  figures: $(OUT)/figures/  data and CSVs: $(OUT)/"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg \
+	  --nbval-cell-timeout=1200
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/augment.py
+
+clean:
+	rm -rf $(OUT) .pytest_cache

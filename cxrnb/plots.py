@@ -1,0 +1,114 @@
+"""Figures for the notebooks. Every function takes an index (or arrays) and returns a Figure.
+
+Nothing here calls ``plt.show()`` or saves files: the notebook shows what it returns, and
+`save` writes a figure under the output folder at a modest dpi.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+
+from .images import read_gray
+from .index import SPLITS
+
+
+def _count_bar(ax, series: pd.Series, title: str, order=None) -> None:
+    s = series.fillna("(missing)").astype(str)
+    if s.empty:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    else:
+        sns.countplot(y=s, ax=ax, order=order or s.value_counts().index, color="#4c72b0")
+        for c in ax.containers:
+            ax.bar_label(c, fontsize=8, padding=2)
+    ax.set_title(title)
+    ax.set_xlabel("images")
+    ax.set_ylabel("")
+
+
+def overview(index: pd.DataFrame) -> Figure:
+    """Class balance, views, sex and age of an index (panels say 'not recorded' when absent)."""
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.0), layout="constrained")
+    _count_bar(axes[0], index["label"], "label", order=sorted(index["label"].unique()))
+    _count_bar(axes[1], index["view"], "view")
+    for ax, col in ((axes[2], "sex"), (axes[3], "age")):
+        if col not in index or index[col].isna().all():
+            ax.text(0.5, 0.5, f"{col}: not recorded\nin this source", ha="center", va="center",
+                    transform=ax.transAxes)
+            ax.set_axis_off()
+        elif col == "sex":
+            _count_bar(ax, index["sex"], "sex")
+        else:
+            sns.histplot(data=index, x="age", hue="label", multiple="stack", bins=15, ax=ax)
+            ax.set_title("age (years)")
+    return fig
+
+
+def image_sizes(index: pd.DataFrame) -> Figure:
+    """Stored width x height per image (by label) and the count of file formats/modes."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained",
+                               gridspec_kw={"width_ratios": [1.4, 1]})
+    sns.scatterplot(data=index, x="width", y="height", hue="label", style="label", alpha=0.6, s=18, ax=a)
+    a.set_title("stored image size (px)")
+    fm = index["format"].astype(str) + " " + index["mode"].astype(str)
+    _count_bar(b, fm, "format and mode")
+    return fig
+
+
+def _outline(ax, mask: np.ndarray, color: str) -> None:
+    if mask.any():
+        ax.contour(mask > 127, levels=[0.5], colors=color, linewidths=0.8)
+
+
+def sample_grid(index: pd.DataFrame, *, n_per_class: int = 4, size: int = 128, seed: int = 0,
+                masks: bool = True) -> Figure:
+    """A few images per class (rows), with lung (cyan) and lesion (red) outlines when known."""
+    classes = sorted(index["label"].unique())
+    fig, axes = plt.subplots(len(classes), n_per_class, figsize=(1.7 * n_per_class, 1.8 * len(classes)),
+                             squeeze=False, layout="constrained")
+    has_masks = masks and {"lung_mask", "lesion_mask"} <= set(index.columns)
+    for r, cls in enumerate(classes):
+        rows = index[index["label"] == cls]
+        rows = rows.sample(min(n_per_class, len(rows)), random_state=seed) if len(rows) else rows
+        for c in range(n_per_class):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            if c >= len(rows):
+                continue
+            row = rows.iloc[c]
+            root = Path(str(row["root"]))
+            img, _ = read_gray(root / str(row["path"]), size)
+            ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+            if has_masks:
+                for col, color in (("lung_mask", "cyan"), ("lesion_mask", "red")):
+                    if isinstance(row[col], str):
+                        m, _ = read_gray(root / row[col], size, min_side=1)
+                        _outline(ax, m, color)
+            ax.set_title(f"{cls}\n{row['patient_id']}", fontsize=8)
+    return fig
+
+
+def split_overview(index: pd.DataFrame) -> Figure:
+    """Images per split and label (left) and images per patient (right)."""
+    order = [s for s in SPLITS if s in set(index["split"])]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.0), layout="constrained")
+    sns.countplot(data=index, x="split", hue="label", order=order, ax=a)
+    a.set_title("images per split and label")
+    per_patient = index.groupby("patient_id").size()
+    sns.histplot(per_patient, discrete=True, ax=b)
+    b.set_title(f"images per patient ({(per_patient > 1).sum()} of {len(per_patient)} have several)")
+    b.set_xlabel("images")
+    b.set_ylabel("patients")
+    return fig
+
+
+def save(fig: Figure, path: str | Path, *, dpi: int = 80) -> Path:
+    """Write `fig` as PNG (folders created) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path

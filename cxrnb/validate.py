@@ -1,0 +1,237 @@
+"""Validation: open every image once, keep the good rows, report every dropped one.
+
+`load_index` is the one call a notebook or the CLI makes: read a source, drop what the task
+does not want, decode every remaining image (readable, decodable, dimensions, mode, bit
+depth, decompression-bomb guard), and return the index of good rows plus a report with one
+line per dropped row and its reason. Decoding happens in a thread pool (PIL releases the GIL)
+and, given an `ImageCache`, keeps the resized pixels so training never decodes again.
+Exact-duplicate pixels are hashed and flagged: the same image under two patient ids would
+otherwise leak across a patient-level split.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from tqdm import tqdm
+
+from .images import MAX_PIXELS, ImageCache, ImageError, read_gray
+from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths
+from .sources import read_source
+
+
+@dataclass
+class LoadResult:
+    """What `load_index` returns: the good rows, the dropped rows with reasons, and notes."""
+
+    index: pd.DataFrame
+    report: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self):  # allows `index, report = load_index(...)`
+        return iter((self.index, self.report))
+
+    def summary(self) -> str:
+        """Counts per label and per drop reason, as printed by the CLI and notebooks."""
+        lines = [f"{len(self.index)} images kept, {len(self.report)} dropped"]
+        if len(self.index):
+            counts = self.index["label"].value_counts().sort_index()
+            lines.append("kept per label: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+            lines.append(f"patients: {self.index['patient_id'].nunique()}")
+        if len(self.report):
+            lines.append("dropped per reason: " + ", ".join(
+                f"{k} {v}" for k, v in self.report["reason"].value_counts().sort_index().items()))
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def _check_one(path: Path, cache: ImageCache | None, max_pixels: int) -> dict:
+    try:
+        arr, info = read_gray(path, max_pixels=max_pixels)
+    except ImageError as e:
+        return {"reason": e.reason, "detail": e.detail}
+    if cache is not None and cache.get(path) is None:
+        h, w = cache.size
+        shrink = arr.shape[0] >= h and arr.shape[1] >= w
+        small = Image.fromarray(arr).resize((w, h), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
+        cache.put(path, np.asarray(small))
+    suffix = path.suffix.lower().lstrip(".")
+    ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}.get(suffix) in (None, info.format)
+    return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
+            "bit_depth": info.bit_depth, "extension_matches": ext_ok,
+            "pixel_hash": hashlib.sha1(arr.tobytes() + bytes(str(arr.shape), "ascii")).hexdigest()[:16]}
+
+
+def validate_images(
+    index: pd.DataFrame,
+    *,
+    cache: ImageCache | None = None,
+    max_pixels: int = MAX_PIXELS,
+    workers: int | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Decode every image of `index` once; return (good rows with image facts, drop report).
+
+    Good rows gain ``width, height, mode, format, bit_depth, extension_matches, pixel_hash``.
+    The report has one row per unusable file: missing, empty, not an image, corrupt or
+    truncated, decompression bomb, too small.
+    """
+    paths = image_paths(index)
+    workers = workers or min(8, (os.cpu_count() or 1) + 1)
+    with ThreadPoolExecutor(workers) as pool:
+        results = list(tqdm(pool.map(lambda p: _check_one(p, cache, max_pixels), paths),
+                            total=len(paths), desc="validate", unit="img", disable=not progress))
+    facts = pd.DataFrame(results, index=index.index)
+    for c in ("reason", "detail"):
+        if c not in facts:
+            facts[c] = None
+    bad = facts["reason"].notna()
+    good = index.loc[~bad].copy()
+    for c in ("width", "height", "mode", "format", "bit_depth", "extension_matches", "pixel_hash"):
+        if c in facts:
+            good[c] = facts.loc[~bad, c]
+    for c in ("width", "height", "bit_depth"):
+        if c in good:
+            good[c] = good[c].astype("int64")
+    report = index.loc[bad, ["path", "source"]].assign(reason=facts.loc[bad, "reason"],
+                                                       detail=facts.loc[bad, "detail"])
+    return good, report[REPORT_COLUMNS]
+
+
+def _dedupe_listings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list[tuple[str, str]]]:
+    """Drop second listings of the same file; merge the patient ids that share it.
+
+    covid-chestxray lists some files under two patient ids. Keeping both rows would put the
+    same pixels in two splits; keeping one and recording the other id in ``patient_group``
+    (see `patient_groups`) keeps the split honest.
+    """
+    key = df["root"].astype(str) + "/" + df["path"].astype(str)
+    dup = key.duplicated(keep="first")
+    if dup.any():
+        firsts = df.loc[~dup].assign(_key=key[~dup]).set_index("_key")["patient_id"]
+        detail = "same file listed again (first under patient " + key[dup].map(firsts).astype(str) \
+                 + ", here patient " + df.loc[dup, "patient_id"].astype(str) + ")"
+        rep = df.loc[dup, ["path", "source"]].assign(reason="duplicate listing", detail=detail)
+        links = list(zip(key[dup].map(firsts).astype(str), df.loc[dup, "patient_id"].astype(str)))
+        return df.loc[~dup].copy(), rep, links
+    return df, df.iloc[:0][["path", "source"]].assign(reason=[], detail=[]), []
+
+
+def patient_groups(index: pd.DataFrame, extra_links: Sequence[tuple[str, str]] = ()) -> pd.Series:
+    """A group id per row joining patients that share identical pixels (or given links).
+
+    Union-find over patient ids: two ids that own an exact-duplicate image (``pixel_hash``)
+    are the same group, so a split by group can never put the same pixels in two splits.
+    """
+    parent: dict[str, str] = {}
+
+    def find(a: str) -> str:
+        parent.setdefault(a, a)
+        while parent[a] != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    def union(a: str, b: str) -> None:
+        ra, rb = find(a), find(b)
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+
+    pids = index["patient_id"].astype(str)
+    for p in pids:
+        find(p)
+    for a, b in extra_links:
+        union(str(a), str(b))
+    if "pixel_hash" in index:
+        for _, ids in pids.groupby(index["pixel_hash"]):
+            first = ids.iloc[0]
+            for other in ids.iloc[1:]:
+                union(first, other)
+    return pids.map(find)
+
+
+def duplicate_pixels(index: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose pixels occur more than once (same ``pixel_hash``), sorted by hash."""
+    if "pixel_hash" not in index:
+        return index.iloc[:0]
+    d = index[index["pixel_hash"].duplicated(keep=False)]
+    return d.sort_values(["pixel_hash", "path"])[["path", "label", "patient_id", "pixel_hash"]]
+
+
+def load_index(
+    source: str,
+    root: str | Path,
+    *,
+    check_images: bool = True,
+    cache: ImageCache | str | Path | None = None,
+    cache_size: int = 256,
+    progress: bool = True,
+    workers: int | None = None,
+    **task,
+) -> LoadResult:
+    """Read `source` at `root`, apply the task, validate every image: the one loading call.
+
+    `task` options go to the reader (`classes`, `views`, `modality`, `finding`, ...; see
+    `cxrnb.sources`). `cache` (an `ImageCache` or a folder) keeps the decoded pixels at
+    `cache_size` so the pipeline does not decode again. Returns a `LoadResult`
+    (unpackable as ``index, report``).
+    """
+    raw = read_source(source, root, **task)
+    # A file that is not there is reported as missing whatever else is wrong with its row, so
+    # "listed but missing" counts are complete (a cheap stat, no decoding).
+    listed = raw["reason"].isna() | ~raw["reason"].isin(["not an image file"])
+    missing = listed & ~pd.Series([p.is_file() for p in image_paths(raw)], index=raw.index)
+    raw.loc[missing, "reason"] = "missing file"
+    raw.loc[missing, "detail"] = "listed in the metadata but not on disk"
+    dropped = raw["reason"].notna()
+    report = raw.loc[dropped, REPORT_COLUMNS]
+    kept = raw.loc[~dropped].drop(columns=["reason", "detail"])
+    kept, dup_report, links = _dedupe_listings(kept)
+    reports, notes = [report, dup_report], []
+    if links:
+        notes.append(f"{len(links)} files are listed more than once: the second listing is dropped "
+                     "and its patient id merged with the first into one patient_group")
+    if check_images and len(kept):
+        if cache is not None and not isinstance(cache, ImageCache):
+            cache = ImageCache(cache, cache_size)
+        kept, bad = validate_images(kept, cache=cache, workers=workers, progress=progress)
+        reports.append(bad)
+    kept = kept.reset_index(drop=True)
+    if len(kept):
+        check_index(kept, where=f"{source} index")
+        kept["patient_group"] = patient_groups(kept, links).values
+        dups = duplicate_pixels(kept)
+        crossing = dups.groupby("pixel_hash")["patient_id"].nunique().gt(1).sum() if len(dups) else 0
+        if crossing:
+            notes.append(f"{int(crossing)} images occur with identical pixels under different patient ids: "
+                         "those patients are merged into one patient_group for splitting")
+    if source == "folder":
+        notes.append("folder layout has no patient ids: every image counts as its own patient, "
+                     "so a patient-level split cannot be guaranteed")
+    report = pd.concat([r for r in reports if len(r)], ignore_index=True) if any(len(r) for r in reports) \
+        else raw.iloc[:0][REPORT_COLUMNS]
+    cols = INDEX_COLUMNS + [c for c in kept.columns if c not in INDEX_COLUMNS]
+    return LoadResult(kept[cols], report.reset_index(drop=True), notes)
+
+
+def combine(*results: LoadResult | pd.DataFrame) -> pd.DataFrame:
+    """Concatenate indexes of several sources (COVID from one, normal from another).
+
+    `source` is kept on every row because the source itself is a shortcut a model can learn:
+    notebooks should always check how well `source` alone predicts the label.
+    """
+    frames = [r.index if isinstance(r, LoadResult) else r for r in results]
+    out = pd.concat(frames, ignore_index=True)
+    for f in frames:
+        check_index(f)
+    if "patient_group" in out:
+        # ids are only unique within a source
+        out["patient_group"] = out["source"].astype(str) + ":" + out["patient_group"].astype(str)
+    out["patient_id"] = out["source"].astype(str) + ":" + out["patient_id"].astype(str)
+    return out

@@ -1,0 +1,100 @@
+"""Patient-level splits: never leak, keep proportions, are seeded."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from cxrnb.splits import (LeakageError, check_no_leakage, leaking_patients, official_split,
+                          split_by_patient, split_counts)
+
+
+def make_index(n_patients: int, seed: int, n_labels: int = 2, max_images: int = 4) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for p in range(n_patients):
+        label = f"c{rng.integers(n_labels)}"
+        for k in range(int(rng.integers(1, max_images + 1))):
+            rows.append({"path": f"p{p}_{k}.png", "label": label, "patient_id": f"p{p}",
+                         "view": "PA", "source": "t", "root": "."})
+    return pd.DataFrame(rows)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_patients=st.integers(10, 150), seed=st.integers(0, 10_000), n_labels=st.integers(1, 4),
+       max_images=st.integers(1, 6))
+def test_random_patients_never_leak(n_patients, seed, n_labels, max_images):
+    idx = make_index(n_patients, seed, n_labels, max_images)
+    out = split_by_patient(idx, val=0.15, test=0.15, seed=seed)
+    assert leaking_patients(out, "patient_id").empty
+    assert set(out["split"]) <= {"train", "val", "test"} and len(out) == len(idx)
+
+
+@settings(max_examples=20, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_proportions_within_tolerance(seed):
+    idx = make_index(300, seed, n_labels=3, max_images=3)
+    out = split_by_patient(idx, val=0.15, test=0.2, seed=seed)
+    frac = out["split"].value_counts(normalize=True)
+    assert abs(frac["test"] - 0.2) < 0.05
+    assert abs(frac["val"] - 0.15) < 0.05
+    # stratified: each label's share in test is close to its overall share
+    overall = out["label"].value_counts(normalize=True)
+    test = out[out["split"] == "test"]["label"].value_counts(normalize=True)
+    assert (test.reindex(overall.index).fillna(0) - overall).abs().max() < 0.08
+
+
+def test_same_seed_same_split_different_seed_differs():
+    idx = make_index(80, 1)
+    a = split_by_patient(idx, seed=3)["split"]
+    assert a.equals(split_by_patient(idx, seed=3)["split"])
+    assert not a.equals(split_by_patient(idx, seed=4)["split"])
+
+
+def test_patient_group_is_respected():
+    idx = make_index(60, 2)
+    idx["patient_group"] = idx["patient_id"]
+    idx.loc[idx["patient_id"].isin(["p1", "p2"]), "patient_group"] = "p1"  # same person, two ids
+    for seed in range(10):
+        out = split_by_patient(idx, seed=seed)
+        assert out.loc[out["patient_group"] == "p1", "split"].nunique() == 1
+
+
+def test_check_no_leakage_names_patients_and_duplicates():
+    idx = make_index(20, 0)
+    idx["split"] = "train"
+    idx.loc[idx["patient_id"] == "p3", "split"] = ["test"] + ["train"] * (sum(idx["patient_id"] == "p3") - 1) \
+        if sum(idx["patient_id"] == "p3") > 1 else "test"
+    idx.loc[idx.index[0], "split"] = "val"
+    idx["pixel_hash"] = [f"h{i}" for i in range(len(idx))]
+    idx.loc[idx.index[-1], "pixel_hash"] = "h0"
+    idx.loc[idx.index[-1], "split"] = "test"
+    with pytest.raises(LeakageError, match=r"p0 \((train, )?val"):
+        check_no_leakage(idx)
+    with pytest.raises(LeakageError, match="identical image"):
+        check_no_leakage(idx)
+
+
+def test_bad_fractions_and_tiny_sets():
+    idx = make_index(10, 0)
+    with pytest.raises(ValueError, match="val \\+ test"):
+        split_by_patient(idx, val=0.5, test=0.5)
+    with pytest.raises(ValueError, match="test fraction"):
+        split_by_patient(idx, test=1.2)
+    one = make_index(1, 0)
+    with pytest.raises(ValueError, match="at least 2"):
+        split_by_patient(one)
+
+
+def test_official_split_carves_val_by_patient():
+    idx = make_index(60, 5)
+    idx["kaggle_split"] = np.where(idx["patient_id"].str[1:].astype(int) < 45, "train", "test")
+    out = official_split(idx, val=0.2, seed=0)
+    assert set(out["split"]) == {"train", "val", "test"}
+    assert (out["split"] == "test").equals(idx["kaggle_split"] == "test")
+    check_no_leakage(out)
+    counts = split_counts(out)
+    assert counts.loc["val", "images"] == (out["split"] == "val").sum()
+    assert list(counts.index) == ["train", "val", "test"]
