@@ -7,7 +7,6 @@ STAMP  := $(VENV)/.cxrnb-installed
 OUT    ?= outputs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 export TF_CPP_MIN_LOG_LEVEL := 2
-export MPLBACKEND := Agg
 
 .PHONY: demo test lab bench clean
 

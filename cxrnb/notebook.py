@@ -36,27 +36,71 @@ def setup(seed: int = 0, *, dpi: int = 80, tensorflow: bool = False) -> None:
 
     mpl.rcParams.update({"figure.dpi": dpi, "savefig.dpi": dpi, "font.size": 9,
                          "axes.titlesize": 10, "image.interpolation": "antialiased"})
+    _inline_figures()
     pd.set_option("display.max_columns", 20)
     pd.set_option("display.width", 120)
     pd.set_option("display.max_colwidth", 60)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
-def prepare_data(dataset: str, data_dir: str | Path, *, seed: int = 0, progress: bool = True,
-                 **synthetic) -> Path:
+def _inline_figures() -> None:
+    """Show returned `Figure` objects inline (plots builds them without pyplot)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    ip = get_ipython()
+    if ip is not None and hasattr(ip, "kernel"):
+        ip.run_line_magic("matplotlib", "inline")
+
+
+def prepare_data(dataset: str, data_dir: str | Path, *, seed: int = 0, **synthetic) -> Path:
     """Return the dataset folder, generating the synthetic set there if `dataset` is "synthetic".
 
     `synthetic` options go to `cxrnb.synthetic.ensure` (n_patients, size, classes, layout,
-    shortcut, difficulty ...). For a real source the folder must exist: the error says where
-    to get the data.
+    shortcut, difficulty ...). It prints one line that is the same whether the data was just
+    made or reused (no progress bar), so notebook outputs do not depend on earlier runs. For
+    a real source the folder must exist: the error says where to get the data.
     """
     data_dir = Path(data_dir)
     if dataset == "synthetic":
         from .synthetic import ensure
 
-        ensure(data_dir, seed=seed, progress=progress, **synthetic)
+        m = ensure(data_dir, seed=seed, progress=False, **synthetic)
+        print(f"synthetic dataset: {len(m)} images of {m['patient_id'].nunique()} patients "
+              f"in {data_dir.as_posix()} (seed {seed})")
         return data_dir
     if not data_dir.is_dir():
         hint = DOWNLOADS.get(dataset, "")
         raise FileNotFoundError(f"{data_dir}: dataset folder for {dataset!r} not found. Get it with: {hint}")
     return data_dir
+
+
+def execute(notebook: str | Path, parameters: dict, output: str | Path | None = None,
+            *, timeout: int = 1200) -> "nbformat.NotebookNode":  # noqa: F821
+    """Run a notebook with `parameters` overriding its parameters cell (papermill convention).
+
+    A cell tagged ``injected-parameters`` is inserted after the cell tagged ``parameters``,
+    so the notebook runs unchanged otherwise. The kernel starts in the notebook's folder, so
+    relative paths mean the same as in Jupyter. Returns the executed notebook (also written to
+    `output` when given); raises `nbclient.exceptions.CellExecutionError` on a failing cell.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+
+    notebook = Path(notebook)
+    nb = nbformat.read(notebook, as_version=4)
+    where = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    if not where:
+        raise ValueError(f"{notebook}: no cell tagged 'parameters'")
+    src = "# Parameters injected by cxrnb.notebook.execute\n" + "\n".join(
+        f"{k} = {v!r}" for k, v in parameters.items())
+    cell = nbformat.v4.new_code_cell(src)
+    cell.metadata["tags"] = ["injected-parameters"]
+    nb.cells.insert(where[0] + 1, cell)
+    NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
+    if output is not None:
+        Path(output).parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, output)
+    return nb

@@ -1,13 +1,13 @@
 """Figures for the notebooks. Every function takes an index (or arrays) and returns a Figure.
 
-Nothing here calls ``plt.show()`` or saves files: the notebook shows what it returns, and
-`save` writes a figure under the output folder at a modest dpi.
+Figures are built with `matplotlib.figure.Figure`, not pyplot: they are not registered with
+a pyplot manager, so a notebook shows each exactly once (when it is the cell's value), and
+nothing leaks memory across many calls. `save` writes one under the output folder.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -32,7 +32,8 @@ def _count_bar(ax, series: pd.Series, title: str, order=None) -> None:
 
 def overview(index: pd.DataFrame) -> Figure:
     """Class balance, views, sex and age of an index (panels say 'not recorded' when absent)."""
-    fig, axes = plt.subplots(1, 4, figsize=(13, 3.0), layout="constrained")
+    fig = Figure(figsize=(13, 3.0), layout="constrained")
+    axes = fig.subplots(1, 4)
     _count_bar(axes[0], index["label"], "label", order=sorted(index["label"].unique()))
     _count_bar(axes[1], index["view"], "view")
     for ax, col in ((axes[2], "sex"), (axes[3], "age")):
@@ -50,8 +51,8 @@ def overview(index: pd.DataFrame) -> Figure:
 
 def image_sizes(index: pd.DataFrame) -> Figure:
     """Stored width x height per image (by label) and the count of file formats/modes."""
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.2), layout="constrained",
-                               gridspec_kw={"width_ratios": [1.4, 1]})
+    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    a, b = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.4, 1]})
     sns.scatterplot(data=index, x="width", y="height", hue="label", style="label", alpha=0.6, s=18, ax=a)
     a.set_title("stored image size (px)")
     fm = index["format"].astype(str) + " " + index["mode"].astype(str)
@@ -68,8 +69,8 @@ def sample_grid(index: pd.DataFrame, *, n_per_class: int = 4, size: int = 128, s
                 masks: bool = True) -> Figure:
     """A few images per class (rows), with lung (cyan) and lesion (red) outlines when known."""
     classes = sorted(index["label"].unique())
-    fig, axes = plt.subplots(len(classes), n_per_class, figsize=(1.7 * n_per_class, 1.8 * len(classes)),
-                             squeeze=False, layout="constrained")
+    fig = Figure(figsize=(1.7 * n_per_class, 1.8 * len(classes)), layout="constrained")
+    axes = fig.subplots(len(classes), n_per_class, squeeze=False)
     has_masks = masks and {"lung_mask", "lesion_mask"} <= set(index.columns)
     for r, cls in enumerate(classes):
         rows = index[index["label"] == cls]
@@ -95,7 +96,8 @@ def sample_grid(index: pd.DataFrame, *, n_per_class: int = 4, size: int = 128, s
 def split_overview(index: pd.DataFrame) -> Figure:
     """Images per split and label (left) and images per patient (right)."""
     order = [s for s in SPLITS if s in set(index["split"])]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.0), layout="constrained")
+    fig = Figure(figsize=(10, 3.0), layout="constrained")
+    a, b = fig.subplots(1, 2)
     sns.countplot(data=index, x="split", hue="label", order=order, ax=a)
     a.set_title("images per split and label")
     per_patient = index.groupby("patient_id").size()

@@ -143,3 +143,15 @@ def split_counts(index: pd.DataFrame) -> pd.DataFrame:
     t["multi-image patients"] = (index.groupby(["split", "patient_id"]).size() > 1).groupby("split").sum().reindex(order)
     t.columns.name = None
     return t
+
+
+def split_by_image(index: pd.DataFrame, *, val: float = 0.15, test: float = 0.15, seed: int = 0) -> pd.DataFrame:
+    """The wrong way, for demonstration only: a random split of images, ignoring patients.
+
+    Notebooks use it to count how many patients such a split puts on both sides.
+    """
+    rng = np.random.default_rng(seed)
+    u = rng.random(len(index))
+    out = index.copy()
+    out["split"] = np.where(u < test, "test", np.where(u < test + val, "val", "train"))
+    return out
