@@ -104,3 +104,33 @@ def execute(notebook: str | Path, parameters: dict, output: str | Path | None = 
         Path(output).parent.mkdir(parents=True, exist_ok=True)
         nbformat.write(nb, output)
     return nb
+
+
+def load_split(dataset: str, data_dir: str | Path, output_dir: str | Path, *, task: dict | None = None,
+               seed: int = 0, val: float = 0.15, test: float = 0.15, **synthetic):
+    """The patient-level split of notebook 01: read ``output_dir/split.csv`` or rebuild it.
+
+    The saved split is reused only when it was made from the same dataset folder; otherwise
+    (a notebook run alone, or with other parameters) the index and split are rebuilt quietly
+    and saved. Prints the same one-line summary either way, so outputs are reproducible.
+    """
+    import pandas as pd
+
+    from .index import read_index
+    from .splits import check_no_leakage, split_by_patient
+    from .validate import load_index
+
+    root = prepare_data(dataset, data_dir, seed=seed, **synthetic)
+    csv = Path(output_dir) / "split.csv"
+    split = read_index(csv) if csv.is_file() else None
+    if split is None or set(split["root"].astype(str)) != {str(root)} or set(split["source"]) - {dataset}:
+        index, _ = load_index(dataset, root, progress=False, cache=Path(output_dir) / "cache", **(task or {}))
+        split = split_by_patient(index, val=val, test=test, seed=seed)
+        csv.parent.mkdir(parents=True, exist_ok=True)
+        split.to_csv(csv, index=False)
+    check_no_leakage(split)
+    counts = split["split"].value_counts()
+    print(f"split: {len(split)} images of {split['patient_id'].nunique()} patients; "
+          + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
+          + "; classes " + ", ".join(sorted(pd.unique(split["label"]))))
+    return split

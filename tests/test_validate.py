@@ -135,3 +135,21 @@ def test_validate_images_lowers_bomb_limit(tmp_path, write_image):
                         "source": ["folder"], "root": [str(tmp_path)]})
     good, report = validate_images(idx, max_pixels=10_000, progress=False)
     assert good.empty and report["reason"].tolist() == ["decompression bomb"]
+
+
+@pytest.mark.parametrize("layout, source, expected", [
+    ("kaggle", "kaggle-pneumonia", {"empty file", "corrupt image", "not an image"}),
+    ("kaggle", "synthetic", {"empty file", "corrupt image", "not an image", "missing file", "duplicate listing"}),
+    ("covid-chestxray", "covid-chestxray", {"empty file", "corrupt image", "not an image", "missing file",
+                                            "duplicate listing", "filtered: view", "filtered: modality"}),
+])
+def test_synthetic_defects_reach_the_report(tmp_path, layout, source, expected):
+    from cxrnb.synthetic import generate
+
+    m = generate(tmp_path / "d", layout=layout, n_patients=8, size=64, defects=True, progress=False)
+    classes = {"classes": ("normal", "pneumonia", "covid", "effusion")} if source != "synthetic" else {}
+    res = load_index(source, tmp_path / "d", progress=False, **classes)
+    assert set(res.report["reason"]) == expected
+    # good images all kept: every manifest image that is a real render is in the index
+    good = m[m["lung_mask"].notna()]
+    assert set(good["path"]) <= set(res.index["path"])

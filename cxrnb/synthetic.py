@@ -1,0 +1,1018 @@
+"""The embedded synthetic chest X-ray dataset: the offline default of every notebook and test.
+
+`render_image` draws one frontal radiograph (with its lung and lesion masks) from smooth
+analytic shapes on precomputed coordinate grids; `generate` writes a whole dataset in the
+on-disk layout of a real source (Kaggle chest-xray-pneumonia folders, or the ieee8023
+covid-chestxray `metadata.csv` + `images/`) so the real readers load it unchanged; `ensure`
+reuses a dataset that was already generated with the same arguments.
+
+Everything is a pure function of its arguments: each patient, image, lesion and marker has its
+own random stream, ``numpy.random.default_rng(SeedSequence([seed, patient, ..., tag]))``, so
+the same image can be re-rendered with another label or with/without the shortcut marker
+(the counterfactuals of the shortcut lesson), and a seed gives byte-identical files.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import math
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from scipy import ndimage
+
+CLASSES = ("normal", "pneumonia", "covid", "effusion")
+LAYOUTS = ("kaggle", "covid-chestxray")
+SUBTYPES = ("bacteria", "virus")
+VIEWS = ("PA", "AP", "AP Supine")
+
+#: Bumped whenever the drawing changes, so `ensure` regenerates data made by an older version.
+GENERATOR_VERSION = 1
+
+#: Columns of the covid-chestxray `metadata.csv` (ieee8023), in the original order.
+METADATA_COLUMNS = [
+    "patientid", "offset", "sex", "age", "finding", "RT_PCR_positive", "survival", "intubated",
+    "intubation_present", "went_icu", "in_icu", "needed_supplemental_O2", "extubated",
+    "temperature", "pO2_saturation", "leukocyte_count", "neutrophil_count", "lymphocyte_count",
+    "view", "modality", "date", "location", "folder", "filename", "doi", "url", "license",
+    "clinical_notes", "other_notes",
+]
+#: ieee8023 `finding` of each class (pneumonia by subtype).
+FINDINGS = {
+    "normal": "No Finding",
+    "bacteria": "Pneumonia/Bacterial/Streptococcus",
+    "virus": "Pneumonia/Viral/Influenza",
+    "covid": "Pneumonia/Viral/COVID-19",
+    "effusion": "Effusion",
+}
+MANIFEST = "synthetic.csv"
+SETTINGS = "synthetic.json"
+
+# Tags that separate the random streams of one patient (never reuse a number).
+_T_ANATOMY, _T_META, _T_SUBTYPE, _T_LESION, _T_POSE, _T_NOISE, _T_LESION_IMG, _T_MARKER, \
+    _T_SHORTCUT, _T_VIEW = range(1, 11)
+_T_CLASSES, _T_SPLIT = 101, 102
+
+
+def _rng(*key: int) -> np.random.Generator:
+    """An independent generator for one (seed, patient, ..., tag) key: never global state."""
+    return np.random.default_rng(np.random.SeedSequence([int(k) for k in key]))
+
+
+# --------------------------------------------------------------------------- argument checks
+
+def _check_unit(name: str, value: float) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
+    if not 0.0 <= v <= 1.0:  # also rejects NaN
+        raise ValueError(f"{name} must be in [0, 1], got {value!r}")
+    return v
+
+
+def _check_int(name: str, value, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _check_label(name: str, label: str) -> str:
+    if label not in CLASSES:
+        raise ValueError(f"{name}: unknown class {label!r}; allowed: {list(CLASSES)}")
+    return label
+
+
+# --------------------------------------------------------------------------- per-patient draws
+
+@dataclass(frozen=True)
+class _Anatomy:
+    """Shape parameters of one patient, in anatomical units (x: -1 image left .. 1 right, y down)."""
+
+    body_w: float      # half-width of the torso
+    neck_w: float      # half-width of the neck
+    shoulder_y: float  # height where the neck widens into the shoulders
+    lung_xe: tuple     # per side (image left = patient right, image right = patient left): lateral centre
+    lung_ye: tuple
+    lung_ae: tuple
+    lung_be: tuple
+    dome_y: tuple      # top of each diaphragm dome
+    dome_x: tuple
+    dome_k: tuple
+    med_w: float       # half-width of the upper mediastinum
+    knob: float        # aortic knob bulge (image right)
+    heart_x: float
+    heart_y: float
+    heart_a: float
+    heart_b: float
+    heart_rot: float
+    spine_w: float
+    rib_top: float
+    rib_n: float
+    rib_curv: float
+    rib_peak: float
+    clav_y: float
+    clav_slope: float
+    air: float         # how much darker the lungs are than soft tissue
+    breast: float      # breast shadow strength (0 for male patients)
+    bubble: float      # gastric bubble strength
+    vessel_seed: int
+
+
+def _anatomy_var(difficulty: float) -> float:
+    """How much anatomy varies between patients: grows with difficulty."""
+    return 0.6 + 0.8 * difficulty
+
+
+@lru_cache(maxsize=4096)
+def _patient_meta(seed: int, patient: int) -> tuple[str, int, str]:
+    """(sex, age, pneumonia subtype) of a patient: independent of label, images and difficulty."""
+    r = _rng(seed, patient, _T_META)
+    sex = "F" if r.random() < 0.45 else "M"
+    age = int(np.clip(round(r.normal(52, 17)), 18, 92))
+    subtype = "bacteria" if _rng(seed, patient, _T_SUBTYPE).random() < 2 / 3 else "virus"
+    return sex, age, subtype
+
+
+@lru_cache(maxsize=4096)
+def _anatomy(seed: int, patient: int, difficulty: float) -> _Anatomy:
+    """Draw the anatomy of a patient (the same for all their images and labels)."""
+    r = _rng(seed, patient, _T_ANATOMY)
+    s = _anatomy_var(difficulty)
+    sex = _patient_meta(seed, patient)[0]
+    z = r.standard_normal(40)
+    f = 0.96 if sex == "F" else 1.0
+
+    def n(i: int, mean: float, sd: float) -> float:
+        return float(mean + sd * s * z[i])
+
+    lung_w = n(0, 0.42, 0.03) * f
+    lung_h = n(1, 0.93, 0.05) * f
+    lr = n(2, 0.0, 0.015)  # left/right asymmetry
+    dome = n(3, 0.38, 0.035)
+    return _Anatomy(
+        body_w=float(np.clip(n(4, 0.84, 0.035) * f, 0.74, 0.92)),
+        neck_w=n(5, 0.22, 0.02),
+        shoulder_y=n(6, -0.80, 0.03),
+        lung_xe=(0.36 * f + lr, 0.36 * f - lr),
+        lung_ye=(n(7, 0.28, 0.025), n(8, 0.30, 0.025)),
+        lung_ae=(lung_w + n(9, 0, 0.01), lung_w + n(10, 0, 0.01)),
+        lung_be=(lung_h, lung_h + n(11, 0.01, 0.015)),
+        dome_y=(dome, dome + n(12, 0.04, 0.02)),
+        dome_x=(n(13, 0.38, 0.03), n(14, 0.40, 0.03)),
+        dome_k=(n(15, 1.1, 0.15), n(16, 1.1, 0.15)),
+        med_w=n(17, 0.085, 0.01),
+        knob=max(0.0, n(18, 0.05, 0.015)),
+        heart_x=n(19, 0.11, 0.02),
+        heart_y=n(20, 0.32, 0.025),
+        heart_a=n(21, 0.35, 0.03),
+        heart_b=n(22, 0.24, 0.015),
+        heart_rot=n(23, 0.60, 0.08),
+        spine_w=n(24, 0.075, 0.006),
+        rib_top=n(25, -0.78, 0.03),
+        rib_n=n(26, 9.0, 0.4),
+        rib_curv=n(27, 1.05, 0.12),
+        rib_peak=n(28, 0.28, 0.03),
+        clav_y=n(29, -0.56, 0.03),
+        clav_slope=n(30, 0.16, 0.04),
+        air=float(np.clip(n(31, 0.72, 0.04), 0.55, 0.9)),
+        breast=float(np.clip(n(32, 0.10, 0.03), 0.03, 0.2)) if sex == "F" else 0.0,
+        bubble=float(np.clip(n(33, 0.35, 0.12), 0.0, 0.6)),
+        vessel_seed=int(r.integers(2**31)),
+    )
+
+
+@dataclass(frozen=True)
+class _Pose:
+    """Per-image acquisition: position, exposure, contrast, noise; the view."""
+
+    dx: float
+    dy: float
+    rot: float
+    scale: float
+    expo: float
+    gamma: float
+    black: float
+    white: float
+    view: str
+
+
+def _image_view(seed: int, patient: int, image: int) -> str:
+    """View of one image: mostly PA, some AP, a few AP Supine."""
+    u = _rng(seed, patient, image, _T_VIEW).random()
+    return "PA" if u < 0.7 else ("AP" if u < 0.92 else "AP Supine")
+
+
+def _pose(seed: int, patient: int, image: int, difficulty: float) -> _Pose:
+    r = _rng(seed, patient, image, _T_POSE)
+    s = _anatomy_var(difficulty)
+    z = r.standard_normal(8)
+    view = _image_view(seed, patient, image)
+    return _Pose(
+        dx=float(0.03 * s * z[0]), dy=float(0.03 * s * z[1]),
+        rot=float(math.radians(2.0 * s * z[2])),
+        scale=float(1.0 + 0.035 * s * z[3]) * (1.04 if view != "PA" else 1.0),
+        expo=float(np.clip(1.55 + 0.18 * s * z[4], 1.1, 2.1)),
+        gamma=float(np.clip(1.45 + 0.15 * s * z[5], 1.1, 1.9)),
+        black=float(np.clip(0.04 + 0.02 * s * z[6], 0.0, 0.12)),
+        white=float(np.clip(0.95 + 0.03 * s * z[7], 0.82, 1.0)),
+        view=view,
+    )
+
+
+# --------------------------------------------------------------------------- drawing helpers
+
+@lru_cache(maxsize=8)
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel-centre coordinates in [-1, 1] (u across, v down), float32, read-only."""
+    t = (np.arange(size, dtype=np.float32) + 0.5) / size * 2 - 1
+    u = np.broadcast_to(t[None, :], (size, size)).copy()
+    v = np.broadcast_to(t[:, None], (size, size)).copy()
+    u.flags.writeable = False
+    v.flags.writeable = False
+    return u, v
+
+
+def _smooth_noise(r: np.random.Generator, size: int, cells: int,
+                  coarse: tuple[int, float] | None = None) -> np.ndarray:
+    """Zero-mean random field with about `cells` blobs across (unit std), at full `size`.
+
+    Drawn on a coarse grid and upsampled bicubically (cheap), so its cost barely depends on size.
+    `coarse` = (cells, weight) adds a second, coarser octave before the single full-size resize.
+    """
+    def octave(n: int) -> np.ndarray:
+        low = ndimage.gaussian_filter(r.standard_normal((n, n)).astype(np.float32), 0.7, mode="wrap")
+        return (low - low.mean()) / (low.std() + 1e-6)
+
+    n = max(4, int(cells))
+    low = octave(n)
+    if coarse is not None:
+        c = octave(max(4, int(coarse[0])))
+        low += np.float32(coarse[1]) * np.asarray(
+            Image.fromarray(c, mode="F").resize((n, n), Image.BICUBIC))
+    return np.asarray(Image.fromarray(low, mode="F").resize((size, size), Image.BICUBIC))
+
+
+def _upsample(f: np.ndarray, size: int) -> np.ndarray:
+    """Bicubic resize of a float32 field to size x size (pixel centres aligned, as in `_grid`)."""
+    return np.asarray(Image.fromarray(np.ascontiguousarray(f, dtype=np.float32), mode="F")
+                      .resize((size, size), Image.BICUBIC))
+
+
+def _clip(x: np.ndarray, lo: float, hi: float | None = None) -> np.ndarray:
+    """np.clip without its overhead (a new array)."""
+    t = np.maximum(x, np.float32(lo))
+    if hi is not None:
+        np.minimum(t, np.float32(hi), out=t)
+    return t
+
+
+def _smoothstep(x: np.ndarray) -> np.ndarray:
+    """0 below 0, 1 above 1, smooth in between (float32 in, float32 out)."""
+    t = _clip(x, 0.0, 1.0)
+    s = t * t
+    t *= np.float32(-2.0)
+    t += np.float32(3.0)
+    s *= t
+    return s
+
+
+def _side(ax: np.ndarray, pair: tuple) -> np.ndarray:
+    """Per-pixel value of a (image-left, image-right) parameter pair."""
+    return np.where(ax, np.float32(pair[1]), np.float32(pair[0]))
+
+
+_LUT_STEPS = 1400   # LUT entries per unit of attenuation
+_LUT_LEN = 4200     # attenuation 0 .. 3
+
+
+@lru_cache(maxsize=256)
+def _exposure_lut(expo: float, gamma: float, black: float, white: float) -> np.ndarray:
+    """Attenuation -> brightness of one exposure (film-like curve, then gamma and levels).
+
+    A lookup table: cheaper than exp + power per pixel, and exact to a fraction of a grey level.
+    """
+    d = np.arange(_LUT_LEN, dtype=np.float64) / _LUT_STEPS
+    img = (1.0 - np.exp(-expo * d)) / (1.0 - math.exp(-expo * 1.45))
+    img = np.clip(img, 0.0, 1.0) ** gamma
+    return (255.0 * (black + (white - black) * img)).astype(np.float32)
+
+
+def _rows(y: np.ndarray, lo: float, hi: float) -> slice:
+    """Rows of the image whose anatomical heights reach into [lo, hi] (to draw small parts cheaply)."""
+    ymin, ymax = y[:, 0], y[:, -1]
+    lo_r, hi_r = np.minimum(ymin, ymax), np.maximum(ymin, ymax)
+    hit = np.flatnonzero((hi_r >= lo) & (lo_r <= hi))
+    return slice(int(hit[0]), int(hit[-1]) + 1) if hit.size else slice(0, 0)
+
+
+def _edge_cols(x: np.ndarray, a_min: float) -> list[slice]:
+    """Column blocks at the left and right edges whose |x| can exceed `a_min` in some row."""
+    lo = np.minimum(x[0], x[-1])   # x is monotonic down each column (small rotations)
+    hi = np.maximum(x[0], x[-1])
+    left = np.flatnonzero(lo <= -a_min)
+    right = np.flatnonzero(hi >= a_min)
+    out = []
+    if left.size:
+        out.append(slice(0, int(left[-1]) + 1))
+    if right.size:
+        out.append(slice(int(right[0]), x.shape[1]))
+    if len(out) == 2 and out[0].stop > out[1].start:  # tiny image: one block
+        out = [slice(0, x.shape[1])]
+    return out
+
+
+@lru_cache(maxsize=16)
+def _vessels(vessel_seed: int, size: int) -> np.ndarray:
+    """Ridged random field: branching vessel-like lines, the same on every image of a patient."""
+    rv = _rng(vessel_seed)
+    ridge = 1.0 - np.abs(_smooth_noise(rv, size, 28, coarse=(14, 1 / 0.6))) * 0.48
+    ridge = _clip(ridge, 0.0, 1.0)
+    ridge = ridge * ridge * ridge
+    ridge.flags.writeable = False
+    return ridge
+
+
+# 5x7 bitmap glyphs for the burnt-in marker.
+_GLYPHS = {
+    "R": ["11110", "10001", "10001", "11110", "10100", "10010", "10001"],
+    "L": ["10000", "10000", "10000", "10000", "10000", "10000", "11111"],
+}
+
+
+def _draw_marker(img: np.ndarray, seed: int, patient: int, image: int) -> None:
+    """Burn a radiographer-style tag (bright block with a dark R/L) into a top corner, in place."""
+    r = _rng(seed, patient, image, _T_MARKER)
+    size = img.shape[0]
+    letter = "R" if r.random() < 0.5 else "L"
+    glyph = np.array([[c == "1" for c in row] for row in _GLYPHS[letter]])
+    px = max(1, round(size / 64))           # pixels per glyph cell
+    pad = max(1, px)
+    h, w = 7 * px + 2 * pad, 5 * px + 2 * pad
+    margin = max(1, round(size * 0.03))
+    jitter = max(1, round(size * 0.03))
+    top = margin + int(r.integers(jitter))
+    left_side = r.random() < 0.5
+    off = margin + int(r.integers(jitter))
+    left = off if left_side else size - off - w
+    block = np.full((h, w), int(r.integers(225, 256)), dtype=np.uint8)
+    cells = np.kron(glyph, np.ones((px, px), dtype=bool))
+    block[pad:pad + 7 * px, pad:pad + 5 * px][cells] = int(r.integers(10, 40))
+    img[top:top + h, left:left + w] = block
+
+
+def _lung_field(an: _Anatomy, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Signed distances (about, in anatomical units; > 0 inside) of the lung fields and parts.
+
+    Returns (f_lung, f_ell, f_heart, f_dia): the lungs are each side's outer ellipse minus the
+    mediastinum (with the aortic knob) and the heart, above the diaphragm dome.
+    """
+    right = x > 0
+    a = np.abs(x)
+    xe, ye = _side(right, an.lung_xe), _side(right, an.lung_ye)
+    ae, be = _side(right, an.lung_ae), _side(right, an.lung_be)
+    q = ((a - xe) / ae) ** 2 + ((y - ye) / be) ** 2
+    f_ell = (1.0 - q) * np.float32(0.5 * min(an.lung_ae[0], an.lung_be[0]))
+    f_med = a - np.float32(an.med_w) - 0.05 * _smoothstep((y + 0.1) / 0.45)
+    r = _rows(y, -0.6, -0.06) if y.ndim == 2 else slice(None)
+    yk = (y[r] + 0.33) / 0.08
+    f_med[r] -= np.where(right[r], np.float32(an.knob) * np.exp(-yk * yk), np.float32(0))  # aortic knob
+    # Heart: an egg (broader below), tilted with its apex down to the patient's left.
+    reach = max(an.heart_a, an.heart_b) * 1.4
+    r = _rows(y, an.heart_y - reach, an.heart_y + reach) if y.ndim == 2 else slice(None)
+    f_heart = np.full_like(x, -1.0)
+    ch, sh = math.cos(an.heart_rot), math.sin(an.heart_rot)
+    hx, hy = x[r] - np.float32(an.heart_x), y[r] - np.float32(an.heart_y)
+    hv = np.float32(-sh) * hx + np.float32(ch) * hy
+    hu = (np.float32(ch) * hx + np.float32(sh) * hy) \
+        * (1.0 - 0.25 * _clip(hv / np.float32(an.heart_b), -1, 1))
+    qh = (hu / np.float32(an.heart_a)) ** 2 + (hv / np.float32(an.heart_b)) ** 2
+    f_heart[r] = (1.0 - qh) * np.float32(0.5 * an.heart_b)
+    dome = _side(right, an.dome_y) + _side(right, an.dome_k) * (a - _side(right, an.dome_x)) ** 2
+    f_dia = dome - y
+    f_lung = np.minimum(np.minimum(f_ell, f_med), np.minimum(-f_heart, f_dia))
+    return f_lung, f_ell, f_heart, f_dia
+
+
+def _inside_point(r: np.random.Generator, an: _Anatomy, right: bool, ys: tuple[float, float],
+                  margin: float) -> tuple[float, float]:
+    """A random (x, y) point at least `margin` inside one lung, in the band of heights `ys`.
+
+    Rejection sampling on the analytic lung field, so a lesion centre is never behind the
+    heart or below the diaphragm; falls back to the deepest candidate.
+    """
+    n = 64
+    a = r.uniform(0.1, 0.8, n).astype(np.float32)
+    yy = r.uniform(ys[0], ys[1], n).astype(np.float32)
+    xx = a if right else -a
+    f = _lung_field(an, xx, yy)[0]
+    ok = np.flatnonzero(f > margin)
+    k = int(ok[0]) if ok.size else int(np.argmax(f))
+    return float(xx[k]), float(yy[k])
+
+
+
+# --------------------------------------------------------------------------- lesions
+
+def _lesion(label: str, subtype: str, seed: int, patient: int, image: int, difficulty: float,
+            x: np.ndarray, y: np.ndarray, a: np.ndarray, right: np.ndarray, lung: np.ndarray,
+            f_ell: np.ndarray, an: _Anatomy) -> np.ndarray:
+    """Extra density of the finding (float32, 0 outside it), confined to the lungs.
+
+    `a` is the lateral distance from the midline, `right` marks the image-right lung, `lung` is
+    the soft lung field (0..1) and `f_ell` the distance inside the lung's outer ellipse.
+    """
+    if label == "normal":
+        return np.zeros_like(x)
+    size = x.shape[0]
+    rp = _rng(seed, patient, _T_LESION)            # the disease of the patient: where, which side
+    ri = _rng(seed, patient, image, _T_LESION_IMG)  # how it looks on this image (evolves a bit)
+    amp = (1.25 - 0.9 * difficulty) * float(np.exp(0.12 * ri.standard_normal()))
+    grow = (1.2 - 0.6 * difficulty) * float(np.exp(0.08 * ri.standard_normal()))
+    patch = _smooth_noise(rp, size, 10)
+    if label == "pneumonia" and subtype == "bacteria":
+        # Focal / lobar consolidation in one lung: a dense irregular blob, sometimes cut flat
+        # by a fissure (upper/middle lobe), homogeneous except for a little texture.
+        side = bool(rp.random() < 0.5)
+        zone = int(rp.choice(3, p=[0.25, 0.3, 0.45]))  # upper, middle, lower zone
+        band = ((-0.5, -0.2), (-0.2, 0.1), (0.1, 0.4))[zone]
+        cx, cy = _inside_point(rp, an, side, band, 0.08)
+        ca = abs(cx)
+        ra = 0.19 * grow * float(np.exp(0.15 * rp.standard_normal()))
+        rb = 0.16 * grow * float(np.exp(0.15 * rp.standard_normal()))
+        dy = (y - np.float32(cy)) / np.float32(rb)
+        da = (a - np.float32(ca)) / np.float32(ra)
+        e = 1.0 - (da * da + dy * dy) * np.exp(-0.6 * patch)  # irregular border, solid centre
+        if zone < 2 and rp.random() < 0.5:  # lobar: flat lower border along a fissure
+            e = np.minimum(e, (np.float32(cy + rb * 0.6) - y) / np.float32(0.04))
+        sel = right if side else ~right
+        d = np.where(sel, _smoothstep(e / 0.8), 0.0) * (0.85 + 0.15 * patch)
+        return (0.40 * amp) * d * lung
+    if label == "pneumonia":
+        # Viral: diffuse bilateral perihilar / interstitial haziness with reticular texture.
+        fine = _smooth_noise(rp, size, 28)
+        hx = np.float32(0.18 + 0.03 * rp.standard_normal())
+        hy = np.float32(0.02 + 0.05 * rp.standard_normal())
+        s2 = np.float32((0.30 * grow) ** 2)
+        w = 1.0 - ((a - hx) ** 2 + (y - hy) ** 2 * 0.6) / s2 + 0.25 * patch
+        asym = np.where(right, np.float32(np.clip(1 + 0.25 * rp.standard_normal(), 0.4, 1.6)),
+                        np.float32(1.0))
+        d = _smoothstep(w / 0.7) * _clip(0.6 + 0.45 * fine, 0.0, 1.2) * asym
+        return (0.33 * amp) * d * lung
+    if label == "covid":
+        # Bilateral, peripheral, lower-zone, patchy ground-glass opacities.
+        per = _smoothstep(1.0 - f_ell / np.float32(0.24 * grow))      # near the outer lung edge
+        low = _smoothstep((y + np.float32(0.3 * grow)) / 0.45)  # lower and middle zones
+        spots = _smoothstep((patch + 0.3) / 1.0)
+        asym = np.where(right, np.float32(np.clip(1 + 0.3 * rp.standard_normal(), 0.5, 1.4)),
+                        np.float32(1.0))
+        d = per * low * spots * asym
+        return (0.50 * amp) * d * lung
+    if label == "effusion":
+        # Basal fluid with a meniscus: level rises toward the lateral chest wall (concave upper
+        # border, blunted costophrenic angle); one side or both.
+        u = rp.random()
+        sides = (True, False) if u < 0.4 else ((False, True) if u < 0.8 else (True, True))
+        depth = 0.22 * grow * float(np.exp(0.25 * rp.standard_normal()))
+        out = np.zeros_like(x)
+        for k, on in enumerate(sides):
+            if not on:
+                continue
+            dx_, dk_ = an.dome_x[k], an.dome_k[k]
+            dome_y_k = an.dome_y[k]
+            y_lat = dome_y_k + dk_ * (0.75 - dx_) ** 2 - 1.5 * depth   # climbs the lateral wall
+            y_med = dome_y_k + dk_ * (0.12 - dx_) ** 2 - 0.5 * depth  # thinner medially
+            t = _clip((a - 0.12) / 0.63, 0.0, 1.0)
+            surf = np.float32(y_med) - np.float32(y_med - y_lat) * t * t * t
+            fl = _smoothstep((y - surf) / np.float32(0.04)) * (1.0 + 0.8 * _clip(y - surf, 0, 0.4))
+            sel = right if k == 1 else ~right
+            out += np.where(sel, fl, 0.0).astype(np.float32)
+        return (0.40 * amp) * out * lung
+    return np.zeros_like(x)
+
+
+# --------------------------------------------------------------------------- the renderer
+
+def _density(seed: int, patient: int, image: int, label: str, subtype: str, difficulty: float,
+             n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(attenuation, lesion attenuation, signed lung distance) on an n x n grid.
+
+    Everything here is smooth, so `render_image` draws it at half resolution for large images
+    and upsamples; fine noise and the marker are added at full resolution.
+    """
+    an = _anatomy(seed, patient, difficulty)
+    po = _pose(seed, patient, image, difficulty)
+    u, v = _grid(n)
+    # Anatomical coordinates: undo this image's shift, rotation and magnification.
+    c, s = math.cos(po.rot), math.sin(po.rot)
+    k = 1.0 / po.scale
+    uu, vv = u - np.float32(po.dx), v - np.float32(po.dy)
+    x = (np.float32(c * k) * uu + np.float32(s * k) * vv)
+    y = (np.float32(-s * k) * uu + np.float32(c * k) * vv)
+
+    right = x > 0                       # image right = patient's left
+    a = np.abs(x)                        # lateral distance from the midline
+
+    # Body: the shoulders slope down from the neck; the arms hang beside the chest behind a
+    # dark axillary gap; the humeral heads sit at the top corners; thicker in the middle.
+    bw = np.float32(an.body_w)
+    ts = _clip((a - np.float32(an.neck_w)) / (bw + 0.1 - np.float32(an.neck_w)), 0.0, 1.0)
+    f_top = y - (np.float32(an.shoulder_y) + 0.22 * ts * ts)
+    f_neck = np.float32(an.neck_w) - a
+    body = _smoothstep(np.maximum(f_top, f_neck) / 0.05 + 0.5)
+    torso = np.ones_like(x)
+    humerus = np.zeros_like(x)
+    for cols in _edge_cols(x, an.body_w - 0.12):  # arms, armpits, chest-wall edge: sides only
+        ac, yc = a[:, cols], y[:, cols]
+        below = _clip(yc - np.float32(an.shoulder_y + 0.3), 0.0, 2.0)
+        gap = 0.012 + 0.035 * below          # the armpit gap widens downward
+        axilla = _smoothstep((gap - np.abs(ac - bw - gap - 0.005)) / 0.02) * _smoothstep(below / 0.15)
+        body[:, cols] *= 1.0 - axilla
+        torso[:, cols] = _smoothstep((bw - ac) / 0.04 + 0.5)
+        hum = ((ac - bw - 0.05) / 0.11) ** 2 + ((yc - np.float32(an.shoulder_y) - 0.16) / 0.12) ** 2
+        shaft = _smoothstep(1.0 - ((ac - bw - 0.12) / 0.05) ** 2) * (yc > np.float32(an.shoulder_y + 0.2))
+        humerus[:, cols] = np.maximum(_smoothstep((1.0 - hum) / 0.3), shaft) * body[:, cols]
+    thick = body * (0.5 + 0.5 * torso * np.sqrt(_clip(1.0 - (a / bw) ** 2, 0, 1)))
+
+    # Lungs: outer ellipse, minus mediastinum and heart, above the diaphragm domes.
+    f_lung, f_ell, f_heart, f_dia = _lung_field(an, x, y)
+    lung = _smoothstep(f_lung / np.float32(0.018) + 0.5)  # soft-edged lung fields, 0..1
+
+    # Density (bright = attenuating): soft tissue, minus lung air, plus bones and organs.
+    d = thick + 0.3 * humerus
+    abdomen = _smoothstep(-f_dia / 0.06) * body
+    d += 0.12 * abdomen
+    d += 0.04 * _smoothstep(f_heart / 0.05)
+    air = np.float32(an.air) * (0.85 + 0.15 * _smoothstep(f_lung / 0.12))
+    d -= air * lung
+    # Trachea: air column above the carina.
+    r = _rows(y, -2.0, -0.24)
+    tr = _smoothstep(1.0 - (x[r] / 0.035) ** 2) * _smoothstep((-0.32 - y[r]) / 0.08)
+    d[r] -= 0.22 * tr * body[r]
+    # Gastric bubble under the left (image right) dome.
+    if an.bubble > 0:
+        yb = an.dome_y[1] + 0.14
+        r = _rows(y, yb - 0.07, yb + 0.07)
+        gb = ((x[r] - np.float32(an.dome_x[1] - 0.02)) / 0.11) ** 2 + ((y[r] - np.float32(yb)) / 0.06) ** 2
+        d[r] -= np.float32(an.bubble) * _smoothstep(1.0 - gb) * abdomen[r]
+    # Spine with vertebral segments (seen through the mediastinum and below the domes).
+    sp = _smoothstep(1.0 - (x / np.float32(an.spine_w)) ** 2 * 0.9)
+    seg = 0.75 + 0.25 * np.cos((y + np.float32(an.rib_top)) * np.float32(2 * math.pi / 0.105))
+    d += 0.22 * sp * seg * body
+    # Ribs: posterior arcs (highest mid-laterally, spacing growing downward) and fainter
+    # anterior ribs descending medially; only within the thoracic cage.
+    cage = _smoothstep((f_ell + 0.07) / 0.05) * _smoothstep((f_dia + 0.12) / 0.06)
+    yp = y - np.float32(an.rib_curv) * (a - np.float32(an.rib_peak)) ** 2 - np.float32(an.rib_top)
+    z = _clip(yp, 0.0, None) * np.float32(1 / 1.15)
+    ph = np.float32(an.rib_n) * z * (1.18 - 0.18 * z)  # about z**0.85: spacing grows downward
+    cr = 0.5 + 0.5 * np.cos(ph * np.float32(2 * math.pi))
+    cr2 = cr * cr
+    rib = cr2 * cr2 * (1.0 - 0.6 * cr2 * cr2)  # bright cortex, softer centre
+    ya = y + 0.55 * a
+    ca = 0.5 + 0.5 * np.cos((ya + 0.3) * np.float32(2 * math.pi / 0.21))
+    ca2 = ca * ca
+    arib = ca2 * ca2 * _smoothstep((a - 0.22) / 0.2)
+    d += (0.16 * rib + 0.035 * arib) * cage * _smoothstep((a - 0.05) / 0.06)
+    # Clavicles: S-shaped bars from the sternal notch to the shoulders.
+    r = _rows(y, an.clav_y - an.clav_slope - 0.1, an.clav_y + 0.15)
+    ar, yr = a[r], y[r]
+    ycl = np.float32(an.clav_y) - np.float32(an.clav_slope) * ar + 0.18 * (ar - 0.3) ** 2 \
+        - 0.015 * np.sin(ar * np.float32(2 * math.pi / 0.6))
+    cl = _smoothstep(1.0 - ((yr - ycl) / 0.032) ** 2) * _smoothstep((ar - 0.06) / 0.04) \
+        * _smoothstep((0.8 - ar) / 0.1)
+    d[r] += 0.30 * cl * body[r]
+    # Breast shadows (female patients): soft lower-lateral density with a sharp lower edge.
+    if an.breast > 0:
+        r = _rows(y, 0.07, 0.69)
+        bq = ((a[r] - 0.45) / 0.32) ** 2 + ((y[r] - 0.38) / 0.3) ** 2
+        d[r] += np.float32(an.breast) * _smoothstep((1.0 - bq) / 0.25) * body[r]
+
+    # Lung markings: a ridged random field gives branching vessel-like lines, strongest near
+    # the hila and fading toward the periphery (patient-specific: the same on every image).
+    ridge = _vessels(an.vessel_seed, n)
+    dxh, dyh = a - np.float32(0.2), y + np.float32(0.02)
+    rad2 = dxh * dxh + dyh * dyh
+    d += (0.16 * ridge * np.exp(-rad2 / 0.15) + 0.16 * np.exp(-rad2 / 0.012)) * lung
+
+    # Mottled soft texture (patient + image) to avoid a synthetic look.
+    rn = _rng(seed, patient, image, _T_NOISE)
+    d += 0.035 * _smooth_noise(rn, n, 40, coarse=(12, 0.03 / 0.035)) * body
+
+    # The finding.
+    lab = _lesion(label, subtype, seed, patient, image, difficulty, x, y, a, right, lung, f_ell, an)
+    d += lab
+    return d, lab, f_lung
+
+
+def render_image(seed: int, patient: int, image: int, label: str, *, size: int = 256,
+                 difficulty: float = 0.5, marker: bool = False,
+                 subtype: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(image, lung_mask, lesion_mask) uint8 HxW for one image of one patient.
+
+    A pure function of its arguments, so a notebook can re-render the same image with another
+    label or with/without the marker (counterfactuals for the shortcut lesson): anatomy, pose,
+    exposure and noise depend only on (seed, patient, image), never on label or marker.
+    Masks are 0/255; the lesion mask is empty for ``normal``. `subtype` (pneumonia only:
+    ``bacteria`` or ``virus``) defaults to the patient's own draw, as `generate` uses.
+    """
+    seed = _check_int("seed", seed, 0)
+    patient = _check_int("patient", patient, 0)
+    image = _check_int("image", image, 0)
+    _check_label("label", label)
+    size = _check_int("size", size, 32)
+    difficulty = _check_unit("difficulty", difficulty)
+    if subtype is None:
+        subtype = _patient_meta(seed, patient)[2]
+    elif subtype not in SUBTYPES:
+        raise ValueError(f"subtype must be one of {list(SUBTYPES)} or None, got {subtype!r}")
+
+    work = size if size < 128 else (size + 1) // 2
+    d, lab, f_lung = _density(seed, patient, image, label, subtype, difficulty, work)
+    if work != size:
+        d, lab, f_lung = (_upsample(f, size) for f in (d, lab, f_lung))
+    lung_mask = f_lung > 0
+    po = _pose(seed, patient, image, difficulty)
+    rn = _rng(seed, patient, image, _T_NOISE, 1)
+
+    # Exposure: attenuation -> brightness (film curve, gamma, levels), then quantum noise.
+    img = _exposure_lut(po.expo, po.gamma, po.black, po.white)[
+        _clip(d * np.float32(_LUT_STEPS), 0, _LUT_LEN - 1).astype(np.int32)]
+    sigma = 255.0 * (0.012 + 0.035 * difficulty)
+    img += np.float32(sigma) * rn.standard_normal((size, size), dtype=np.float32)
+    img += np.float32(0.5)
+    out = _clip(img, 0, 255).astype(np.uint8)
+
+    if label == "normal":
+        lesion_mask = np.zeros((size, size), dtype=np.uint8)
+    else:
+        peak = float(lab.max())
+        les = (lab > 0.25 * peak) & lung_mask if peak > 0 else np.zeros_like(lung_mask)
+        lesion_mask = les.astype(np.uint8) * 255
+    if marker:
+        _draw_marker(out, seed, patient, image)
+    return out, lung_mask.astype(np.uint8) * 255, lesion_mask
+
+
+# --------------------------------------------------------------------------- datasets on disk
+
+_NOTES = {
+    "normal": ["Routine pre-operative chest film, no acute findings.",
+               "Screening film; heart size normal, lungs clear, no effusion."],
+    "bacteria": ["Fever, productive cough, raised CRP; lobar consolidation, started on antibiotics.",
+                 "Cough and pleuritic pain for 4 days, crackles at the base, focal opacity."],
+    "virus": ["Influenza A positive, dry cough, myalgia; bilateral perihilar interstitial markings.",
+              "Viral syndrome, low-grade fever, diffuse interstitial pattern, no focal consolidation."],
+    "covid": ["SARS-CoV-2 RT-PCR positive, fever, dyspnoea; bilateral peripheral ground-glass opacities.",
+              "COVID-19 confirmed, anosmia, cough, SpO2 falling; patchy peripheral opacities, lower zones."],
+    "effusion": ["Breathlessness, dullness to percussion at the base; blunted costophrenic angle.",
+                 "Known heart failure, orthopnoea, ankle oedema; basal pleural effusion with meniscus."],
+}
+
+
+def _defaults() -> dict:
+    """Generation arguments of `generate` with their defaults (what `ensure` compares)."""
+    return dict(layout="kaggle", n_patients=120, classes=CLASSES, size=256,
+                images_per_patient=(1, 4), difficulty=0.5, shortcut=0.0, shortcut_class=None,
+                seed=0, image_format=None, jpeg_quality=90, split_fractions=(0.75, 0.05, 0.20),
+                defects=False)
+
+
+def _settings(**kwargs) -> dict:
+    """Validate generation arguments and return them normalised (JSON-friendly, defaults filled)."""
+    unknown = sorted(set(kwargs) - set(_defaults()))
+    if unknown:
+        raise ValueError(f"unknown argument(s) {unknown}; allowed: {sorted(_defaults())}")
+    a = {**_defaults(), **kwargs}
+    if a["layout"] not in LAYOUTS:
+        raise ValueError(f"layout: unknown layout {a['layout']!r}; allowed: {list(LAYOUTS)}")
+    classes = a["classes"]
+    if isinstance(classes, str) or not isinstance(classes, Sequence) or len(classes) == 0:
+        raise ValueError(f"classes must be a non-empty sequence of names from {list(CLASSES)}, "
+                         f"got {classes!r}")
+    for c in classes:
+        _check_label("classes", c)
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes: duplicate class names in {list(classes)}")
+    classes = [str(c) for c in classes]
+    n_patients = _check_int("n_patients", a["n_patients"], 1)
+    size = _check_int("size", a["size"], 32)
+    if size > 4096:
+        raise ValueError(f"size must be <= 4096, got {size}")
+    ipp = a["images_per_patient"]
+    if (isinstance(ipp, (str, bytes)) or not isinstance(ipp, Sequence) or len(ipp) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in ipp)
+            or not 1 <= ipp[0] <= ipp[1]):
+        raise ValueError(f"images_per_patient must be a (min, max) pair of integers with "
+                         f"1 <= min <= max, got {ipp!r}")
+    difficulty = _check_unit("difficulty", a["difficulty"])
+    shortcut = _check_unit("shortcut", a["shortcut"])
+    sc = a["shortcut_class"]
+    if sc is None:
+        sc = next((c for c in classes if c != "normal"), classes[0])
+    elif sc not in classes:
+        raise ValueError(f"shortcut_class: {sc!r} is not one of the classes {classes}")
+    seed = _check_int("seed", a["seed"], 0)
+    fmt = a["image_format"]
+    if fmt is None:
+        fmt = "jpeg" if a["layout"] == "kaggle" else "png"
+    fmt = str(fmt).lower()
+    fmt = {"jpg": "jpeg"}.get(fmt, fmt)
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"image_format: unknown format {a['image_format']!r}; "
+                         "allowed: 'jpeg', 'jpg', 'png' or None (the layout's default)")
+    q = _check_int("jpeg_quality", a["jpeg_quality"], 1)
+    if q > 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {q}")
+    fr = a["split_fractions"]
+    try:
+        fr = [float(f) for f in fr]
+    except (TypeError, ValueError):
+        raise ValueError(f"split_fractions must be three numbers (train, val, test), got {fr!r}") from None
+    if len(fr) != 3 or any(not f >= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6 or fr[0] <= 0:
+        raise ValueError(f"split_fractions must be three numbers >= 0 (train, val, test) that sum "
+                         f"to 1 with train > 0, got {a['split_fractions']!r}")
+    if not isinstance(a["defects"], bool):
+        raise ValueError(f"defects must be True or False, got {a['defects']!r}")
+    return dict(defects=a["defects"], layout=a["layout"], n_patients=n_patients, classes=classes, size=size,
+                images_per_patient=[int(ipp[0]), int(ipp[1])], difficulty=difficulty,
+                shortcut=shortcut, shortcut_class=sc, seed=seed, image_format=fmt,
+                jpeg_quality=q, split_fractions=fr)
+
+
+def _patient_labels(n: int, classes: Sequence[str], seed: int) -> list[str]:
+    """Balanced round-robin class per patient, shuffled with the seed (patient p = index + 1)."""
+    labels = np.array([classes[i % len(classes)] for i in range(n)], dtype=object)
+    return list(labels[_rng(seed, _T_CLASSES).permutation(n)])
+
+
+def _patient_splits(labels: Sequence[str], fractions: Sequence[float], seed: int) -> list[str]:
+    """train/val/test per patient, stratified by class, seeded.
+
+    Each class with at least as many patients as non-empty splits gets one in each; smaller
+    classes fill train first, then test, then val.
+    """
+    r = _rng(seed, _T_SPLIT)
+    out = [""] * len(labels)
+    names = ("train", "val", "test")
+    for c in dict.fromkeys(labels):
+        idx = [i for i, lab in enumerate(labels) if lab == c]
+        idx = [idx[j] for j in r.permutation(len(idx))]
+        n = len(idx)
+        wanted = [f > 0 for f in fractions]
+        counts = [int(round(f * n)) for f in fractions]
+        for k in (1, 2):  # at least one where possible
+            if wanted[k] and counts[k] == 0:
+                counts[k] = 1
+        counts[0] = n - counts[1] - counts[2]
+        order = [2, 1]  # take back from val first, then test, until train has one
+        while counts[0] < 1 and any(counts[k] > 0 for k in order):
+            k = max(order, key=lambda j: (counts[j], j == 1))
+            counts[k] -= 1
+            counts[0] += 1
+        if n < sum(wanted):  # too few for every split: train, then test, then val
+            counts = [0, 0, 0]
+            for k in [0, 2, 1][:n]:
+                counts[k] = 1 if wanted[k] else 0
+            counts[0] += n - sum(counts)
+        pos = 0
+        for k, cnt in enumerate(counts):
+            for i in idx[pos:pos + cnt]:
+                out[i] = names[k]
+            pos += cnt
+    return out
+
+
+def _write_png(arr: np.ndarray, path: Path) -> None:
+    Image.fromarray(arr).save(path, format="PNG", compress_level=1)
+
+
+def _mask_name(rel: str) -> str:
+    """Unique mask file name for an image path: slashes become ``__``, extension ``.png``."""
+    return str(Path(rel).with_suffix(".png")).replace("\\", "/").replace("/", "__")
+
+
+def _prepare_dir(out: Path) -> None:
+    """Make `out` an empty folder, wiping it only if it is empty or a synthetic dataset."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / SETTINGS).is_file():
+            raise ValueError(f"out_dir {out} is not empty and is not a synthetic dataset "
+                             f"(no {SETTINGS}); refusing to delete its contents. "
+                             "Choose an empty or new folder.")
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_settings(out: Path, settings: dict, complete: bool) -> None:
+    info = {"generator": "cxrnb.synthetic", "version": GENERATOR_VERSION,
+            "arguments": settings, "complete": complete}
+    (out / SETTINGS).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+
+_STR_COLUMNS = ("path", "label", "patient_id", "kaggle_patient", "view", "source", "sex",
+                "subtype", "lung_mask", "lesion_mask", "split")
+
+
+def read_manifest(out_dir: str | Path) -> pd.DataFrame:
+    """The manifest `out_dir/synthetic.csv` as `generate` returns it (ids kept as text)."""
+    path = Path(out_dir) / MANIFEST
+    head = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: str for c in _STR_COLUMNS if c in head})
+
+
+def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 120,
+             classes: Sequence[str] = CLASSES, size: int = 256,
+             images_per_patient: tuple[int, int] = (1, 4), difficulty: float = 0.5,
+             shortcut: float = 0.0, shortcut_class: str | None = None, seed: int = 0,
+             image_format: str | None = None, jpeg_quality: int = 90,
+             split_fractions: Sequence[float] = (0.75, 0.05, 0.20),
+             defects: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Write the dataset under out_dir and return its manifest (also written as out_dir/synthetic.csv).
+
+    `layout` picks the on-disk layout of a real source, so its reader loads the data unchanged:
+    ``kaggle`` = ``chest_xray/<train|val|test>/<CLASS>/`` with Kaggle file names (split by
+    patient, stratified by class), ``covid-chestxray`` = ieee8023 ``metadata.csv`` + ``images/``.
+    Masks go to ``masks/lung/`` and ``masks/lesion/``. Images of `shortcut_class` (default: the
+    first non-normal class) carry the burnt-in marker with probability `shortcut`; other classes
+    never do. An existing `out_dir` is wiped only if it is empty or a synthetic dataset.
+    `defects=True` adds the problems real collections have (see `_write_defects`), so the
+    readers' drop report has something to show on the embedded data too.
+    """
+    from tqdm import tqdm
+
+    st = _settings(layout=layout, n_patients=n_patients, classes=classes, size=size,
+                   images_per_patient=images_per_patient, difficulty=difficulty,
+                   shortcut=shortcut, shortcut_class=shortcut_class, seed=seed,
+                   image_format=image_format, jpeg_quality=jpeg_quality,
+                   split_fractions=split_fractions, defects=defects)
+    out = Path(out_dir)
+    _prepare_dir(out)
+    _write_settings(out, st, complete=False)
+    seed, size, d, fmt = st["seed"], st["size"], st["difficulty"], st["image_format"]
+    kaggle = st["layout"] == "kaggle"
+    labels = _patient_labels(st["n_patients"], st["classes"], seed)
+    splits = _patient_splits(labels, st["split_fractions"], seed) if kaggle else [""] * len(labels)
+    lo, hi = st["images_per_patient"]
+    (out / "masks" / "lung").mkdir(parents=True)
+    (out / "masks" / "lesion").mkdir(parents=True)
+    made_dirs: set[Path] = set()
+    rows, meta = [], []
+    for i in tqdm(range(st["n_patients"]), desc="synthetic patients", disable=not progress):
+        p, label = i + 1, labels[i]
+        sex, age, sub = _patient_meta(seed, p)
+        sub = sub if label == "pneumonia" else ""
+        r = _rng(seed, p, _T_META, 2)
+        n_img = int(r.integers(lo, hi + 1))
+        start = np.datetime64("2020-01-01") + int(r.integers(0, 700))
+        gaps = np.cumsum(np.concatenate([[0], r.integers(1, 15, max(0, n_img - 1))]))
+        for k in range(n_img):
+            marked = (label == st["shortcut_class"]
+                      and _rng(seed, p, k, _T_SHORTCUT).random() < st["shortcut"])
+            img, lung, les = render_image(seed, p, k, label, size=size, difficulty=d,
+                                          marker=marked, subtype=sub or None)
+            ext = ".jpeg" if fmt == "jpeg" else ".png"
+            if kaggle:
+                if label == "normal":
+                    name, kp = f"IM-{p:04d}-{k + 1:04d}{ext}", f"IM-{p:04d}"
+                else:
+                    tag = sub if label == "pneumonia" else label
+                    name, kp = f"person{p}_{tag}_{k}{ext}", f"person{p}"
+                folder = Path("chest_xray") / splits[i] / label.upper()
+            else:
+                ext = ".jpg" if fmt == "jpeg" else ".png"
+                name, kp, folder = f"synth-{p:04d}-{k}{ext}", None, Path("images")
+            rel = (folder / name).as_posix()
+            if folder not in made_dirs:
+                (out / folder).mkdir(parents=True, exist_ok=True)
+                made_dirs.add(folder)
+            if fmt == "jpeg":
+                Image.fromarray(img).save(out / rel, format="JPEG", quality=st["jpeg_quality"])
+            else:
+                _write_png(img, out / rel)
+            lung_rel = f"masks/lung/{_mask_name(rel)}"
+            les_rel = f"masks/lesion/{_mask_name(rel)}"
+            _write_png(lung, out / lung_rel)
+            _write_png(les, out / les_rel)
+            view = _image_view(seed, p, k)
+            row = {"path": rel, "label": label, "patient_id": f"p{p:04d}"}
+            if kaggle:
+                row["kaggle_patient"] = kp
+            row.update(view=view, source="synthetic", sex=sex, age=age, subtype=sub,
+                       lung_mask=lung_rel, lesion_mask=les_rel, marker=bool(marked),
+                       split=splits[i], image_index=k, seed=seed, difficulty=d)
+            rows.append(row)
+            if not kaggle:
+                meta.append(_metadata_row(p, k, label, sub, sex, age, view, name,
+                                          int(gaps[k]), str(start + int(gaps[k])), r))
+    if st["defects"]:
+        _write_defects(out, rows, meta, kaggle, st)
+    manifest = pd.DataFrame(rows)  # never empty: n_patients >= 1, images_per_patient >= 1
+    if not kaggle:
+        pd.DataFrame(meta, columns=METADATA_COLUMNS).to_csv(out / "metadata.csv", index=False)
+    manifest.to_csv(out / MANIFEST, index=False)
+    _write_settings(out, st, complete=True)
+    return read_manifest(out)
+
+
+def _write_defects(out: Path, rows: list[dict], meta: list[dict], kaggle: bool, st: dict) -> None:
+    """Add the defects of real collections, each listed like a normal image (in place).
+
+    An empty file, a truncated JPEG, a text file with an image extension, a file listed but
+    missing, a file listed twice under two patient ids, and (covid-chestxray layout) a lateral
+    view and a CT row. Patients 9001.. never collide with the generated ones.
+    """
+    seed, size = st["seed"], st["size"]
+    folder = Path("chest_xray/train/NORMAL") if kaggle else Path("images")
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    ext = ".jpeg" if kaggle else ".jpg"
+    img, _, _ = render_image(seed, 9002, 0, "normal", size=size, difficulty=st["difficulty"])
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=st["jpeg_quality"])
+    files = {9001: b"", 9002: buf.getvalue()[: len(buf.getvalue()) // 3],
+             9003: b"<html>404 Not Found</html>\n", 9004: None}
+    for p, content in files.items():
+        name = f"IM-{p:04d}-0001{ext}" if kaggle else f"synth-{p:04d}-0{ext}"
+        rel = (folder / name).as_posix()
+        if content is not None:
+            (out / rel).write_bytes(content)
+        rows.append({"path": rel, "label": "normal", "patient_id": f"p{p:04d}",
+                     **({"kaggle_patient": f"IM-{p:04d}"} if kaggle else {}),
+                     "view": "PA", "source": "synthetic", "sex": "F", "age": 50, "subtype": "",
+                     "lung_mask": None, "lesion_mask": None, "marker": False,
+                     "split": "train" if kaggle else "", "image_index": 0, "seed": seed,
+                     "difficulty": st["difficulty"]})
+        if not kaggle:
+            meta.append({**dict.fromkeys(METADATA_COLUMNS, ""), "patientid": str(p), "finding": "No Finding",
+                         "view": "PA", "modality": "X-ray", "folder": "images", "filename": name})
+    # the first image listed again under another patient id (covid-chestxray has such rows)
+    rows.append({**rows[0], "patient_id": "p9005"})
+    if not kaggle:
+        first = meta[0]
+        meta.append({**first, "patientid": "9005"})
+        meta.append({**first, "patientid": "9006", "view": "L", "filename": "synth-9006-0.png"})
+        _write_png(img, out / "images" / "synth-9006-0.png")  # stands in for a lateral film
+        meta.append({**first, "patientid": "9007", "view": "Axial", "modality": "CT",
+                     "folder": "volumes", "filename": "synth-9007-0.nii.gz"})
+        (out / "volumes").mkdir(exist_ok=True)
+        (out / "volumes" / "synth-9007-0.nii.gz").write_bytes(gzip.compress(b"not a radiograph", mtime=0))
+
+
+def _metadata_row(p: int, k: int, label: str, sub: str, sex: str, age: int, view: str,
+                  filename: str, offset: int, date: str, r: np.random.Generator) -> dict:
+    """One ieee8023 metadata.csv row (clinical columns plausible, mostly blank as in the real file)."""
+    key = sub if label == "pneumonia" else label
+    covid = label == "covid"
+    sick = label != "normal"
+    row = dict.fromkeys(METADATA_COLUMNS, "")
+    row.update(
+        patientid=str(p), offset=offset, sex=sex, age=age, finding=FINDINGS[key],
+        RT_PCR_positive="Y" if covid else "",
+        survival=("Y" if r.random() < 0.85 else "N") if sick else "",
+        intubated=("Y" if r.random() < 0.15 else "N") if covid else "",
+        went_icu=("Y" if r.random() < 0.2 else "N") if covid else "",
+        needed_supplemental_O2=("Y" if r.random() < 0.5 else "N") if covid else "",
+        temperature=round(float(r.normal(38.4, 0.6)), 1) if sick and r.random() < 0.5 else "",
+        pO2_saturation=int(np.clip(r.normal(91, 4), 70, 99)) if sick and r.random() < 0.4 else "",
+        view=view, modality="X-ray", date=date,
+        location="Synthetown, Nowhere" if r.random() < 0.5 else "",
+        folder="images", filename=filename, license="CC BY 4.0 (synthetic)",
+        clinical_notes=_NOTES[key][int(r.integers(len(_NOTES[key])))] + f" Image {k + 1}, day {offset}.",
+        other_notes="synthetic image, cxrnb" if k == 0 else "",
+    )
+    return row
+
+
+def ensure(out_dir: str | Path, **kwargs) -> pd.DataFrame:
+    """The manifest of a synthetic dataset in out_dir, generating it only when needed.
+
+    Reuses the data if `out_dir/synthetic.json` records a complete run of this generator version
+    with the same arguments (defaults filled in); otherwise regenerates (see `generate`). So a
+    notebook can call it on every run and pay only once. `progress` is passed on, not compared.
+    """
+    progress = kwargs.pop("progress", True)
+    st = _settings(**kwargs)
+    out = Path(out_dir)
+    info_path = out / SETTINGS
+    if (out / MANIFEST).is_file() and info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            info = {}
+        if (info.get("complete") and info.get("version") == GENERATOR_VERSION
+                and info.get("arguments") == json.loads(json.dumps(st))):
+            return read_manifest(out)
+    return generate(out, **kwargs, progress=progress)

@@ -1,0 +1,425 @@
+"""Tests of the embedded synthetic chest X-ray generator (cxrnb.synthetic)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+from scipy import ndimage
+
+from cxrnb import synthetic as syn
+from cxrnb.synthetic import CLASSES, METADATA_COLUMNS, ensure, generate, render_image
+
+SMALL = dict(n_patients=12, size=64, progress=False)
+KAGGLE_PERSON = re.compile(r"^person(\d+)_(bacteria|virus|covid|effusion)_(\d+)\.jpeg$")
+KAGGLE_NORMAL = re.compile(r"^IM-(\d{4})-(\d{4})\.jpeg$")
+MANIFEST_COLUMNS = ["path", "label", "patient_id", "kaggle_patient", "view", "source", "sex", "age",
+                    "subtype", "lung_mask", "lesion_mask", "marker", "split", "image_index", "seed",
+                    "difficulty"]
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _gray(path: Path) -> np.ndarray:
+    return np.asarray(Image.open(path))
+
+
+@pytest.fixture(scope="module")
+def kaggle(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("kaggle")
+    return root, generate(root, layout="kaggle", seed=3, **SMALL)
+
+
+@pytest.fixture(scope="module")
+def covid(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
+    root = tmp_path_factory.mktemp("covid")
+    return root, generate(root, layout="covid-chestxray", seed=3, **SMALL)
+
+
+# --------------------------------------------------------------------------- determinism
+
+def test_same_seed_gives_byte_identical_files_and_manifest(tmp_path, kaggle):
+    root, manifest = kaggle
+    again = generate(tmp_path / "again", layout="kaggle", seed=3, **SMALL)
+    assert _files(root) == _files(tmp_path / "again")
+    pd.testing.assert_frame_equal(manifest, again)
+
+
+def test_same_seed_covid_layout_is_byte_identical(tmp_path, covid):
+    root, _ = covid
+    generate(tmp_path / "again", layout="covid-chestxray", seed=3, **SMALL)
+    assert _files(root) == _files(tmp_path / "again")
+
+
+def test_render_image_is_a_pure_function():
+    a = render_image(5, 7, 1, "covid", size=64)
+    b = render_image(5, 7, 1, "covid", size=64)
+    for x, y in zip(a, b):
+        assert x.dtype == np.uint8 and x.shape == (64, 64)
+        np.testing.assert_array_equal(x, y)
+
+
+def test_different_seed_gives_different_pixels(tmp_path, kaggle):
+    assert not np.array_equal(render_image(0, 1, 0, "normal", size=64)[0],
+                              render_image(1, 1, 0, "normal", size=64)[0])
+    other = generate(tmp_path / "s4", layout="kaggle", seed=4, **SMALL)
+    root, manifest = kaggle
+    a = _gray(root / manifest["path"].iloc[0])
+    b = _gray(tmp_path / "s4" / other["path"].iloc[0])
+    assert a.shape == b.shape and not np.array_equal(a, b)
+
+
+def test_follow_up_images_differ_but_keep_the_anatomy():
+    (a, lung_a, _), (b, lung_b, _) = (render_image(0, 4, k, "normal", size=128) for k in (0, 1))
+    assert not np.array_equal(a, b)
+    inter = np.logical_and(lung_a > 0, lung_b > 0).sum()
+    union = np.logical_or(lung_a > 0, lung_b > 0).sum()
+    assert inter / union > 0.75  # same lungs, slightly moved
+    other = render_image(0, 5, 0, "normal", size=128)[1]
+    assert not np.array_equal(lung_a, other)
+
+
+# --------------------------------------------------------------------------- kaggle layout
+
+def test_kaggle_files_exist_exactly_as_the_manifest_says(kaggle):
+    root, m = kaggle
+    assert list(m.columns) == MANIFEST_COLUMNS
+    on_disk = {p.relative_to(root).as_posix() for p in (root / "chest_xray").rglob("*") if p.is_file()}
+    assert on_disk == set(m["path"])
+    masks = {p.relative_to(root).as_posix() for p in (root / "masks").rglob("*") if p.is_file()}
+    assert masks == set(m["lung_mask"]) | set(m["lesion_mask"])
+    assert len(masks) == 2 * len(m)
+    assert (root / "synthetic.csv").is_file()
+    assert set(m["source"]) == {"synthetic"}
+    assert set(m["view"]) <= set(syn.VIEWS)
+
+
+def test_kaggle_filenames_folders_and_patient_ids(kaggle):
+    _, m = kaggle
+    for row in m.itertuples():
+        parts = row.path.split("/")
+        assert parts[0] == "chest_xray" and parts[1] == row.split and parts[2] == row.label.upper()
+        name = parts[3]
+        if row.label == "normal":
+            g = KAGGLE_NORMAL.match(name)
+            assert g, name
+            p, k = int(g.group(1)), int(g.group(2)) - 1
+            assert row.kaggle_patient == f"IM-{p:04d}"
+        else:
+            g = KAGGLE_PERSON.match(name)
+            assert g, name
+            p, tag, k = int(g.group(1)), g.group(2), int(g.group(3))
+            assert row.kaggle_patient == f"person{p}"
+            assert tag == (row.subtype if row.label == "pneumonia" else row.label)
+        assert row.patient_id == f"p{p:04d}" and row.image_index == k
+
+
+def test_pneumonia_subtypes_are_bacteria_or_virus_per_patient(tmp_path):
+    m = generate(tmp_path, classes=("normal", "pneumonia"), n_patients=40, size=32,
+                 images_per_patient=(1, 1), progress=False)
+    sub = m.loc[m["label"] == "pneumonia"].groupby("patient_id")["subtype"].agg(set)
+    assert all(len(s) == 1 for s in sub)
+    counts = m.loc[m["label"] == "pneumonia", "subtype"].value_counts()
+    assert set(counts.index) == {"bacteria", "virus"} and counts["bacteria"] > counts["virus"]
+    assert m.loc[m["label"] == "normal", "subtype"].isna().all()
+
+
+def test_no_patient_in_two_kaggle_splits_and_every_class_in_every_split(kaggle):
+    _, m = kaggle
+    assert (m.groupby("patient_id")["split"].nunique() == 1).all()
+    assert (m.groupby("kaggle_patient")["split"].nunique() == 1).all()
+    per = m.groupby(["label", "split"])["patient_id"].nunique().unstack(fill_value=0)
+    assert set(per.columns) == {"train", "val", "test"}
+    assert (per >= 1).all().all(), per  # 3 patients per class: one in each split
+
+
+def test_patients_are_unique_across_classes_and_classes_balanced(kaggle):
+    _, m = kaggle
+    assert (m.groupby("patient_id")["label"].nunique() == 1).all()
+    numbers = m["patient_id"].str[1:].astype(int)
+    assert set(numbers) == set(range(1, 13))
+    assert m.groupby("label")["patient_id"].nunique().to_dict() == {c: 3 for c in CLASSES}
+    n_img = m.groupby("patient_id").size()
+    assert n_img.between(1, 4).all()
+
+
+def test_split_fractions_are_respected(tmp_path):
+    m = generate(tmp_path, n_patients=80, size=32, images_per_patient=(1, 1), progress=False,
+                 split_fractions=(0.5, 0.25, 0.25))
+    share = m.groupby("split")["patient_id"].nunique() / 80
+    assert share["train"] == pytest.approx(0.5, abs=0.05)
+    assert share["val"] == pytest.approx(0.25, abs=0.05)
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(1, 60), n_classes=st.integers(1, 4), seed=st.integers(0, 10**6),
+       val=st.sampled_from([0.0, 0.05, 0.1, 0.3]), test=st.sampled_from([0.0, 0.1, 0.2, 0.4]))
+def test_patient_splits_are_stratified_and_cover_every_split_where_possible(n, n_classes, seed,
+                                                                            val, test):
+    labels = syn._patient_labels(n, CLASSES[:n_classes], seed)
+    counts = pd.Series(labels).value_counts()
+    assert counts.max() - counts.min() <= 1  # balanced round robin
+    fractions = (1 - val - test, val, test)
+    splits = syn._patient_splits(labels, fractions, seed)
+    assert set(splits) <= {"train", "val", "test"}
+    wanted = [name for name, f in zip(("train", "val", "test"), fractions) if f > 0]
+    frame = pd.DataFrame({"label": labels, "split": splits})
+    for label, g in frame.groupby("label"):
+        have = set(g["split"])
+        assert "train" in have and have <= set(wanted)
+        if len(g) >= len(wanted):
+            assert have == set(wanted), (label, len(g), fractions, g["split"].value_counts())
+
+
+def test_kaggle_reader_parses_the_synthetic_layout(kaggle):
+    sources = pytest.importorskip("cxrnb.sources")
+    if not hasattr(sources, "kaggle_patient"):
+        pytest.skip("cxrnb.sources has no kaggle_patient()")
+    _, m = kaggle
+    for row in m.itertuples():
+        assert sources.kaggle_patient(row.path.rsplit("/", 1)[1]) == row.kaggle_patient
+
+
+# --------------------------------------------------------------------------- covid-chestxray layout
+
+def test_covid_layout_metadata_matches_ieee8023(covid):
+    root, m = covid
+    meta = pd.read_csv(root / "metadata.csv", dtype={"patientid": str})
+    assert list(meta.columns) == METADATA_COLUMNS
+    assert len(meta) == len(m)
+    assert set(meta["modality"]) == {"X-ray"} and set(meta["folder"]) == {"images"}
+    assert set(meta["view"]) <= {"PA", "AP", "AP Supine"}
+    assert (meta["filename"].str.fullmatch(r"synth-\d{4}-\d+\.png")).all()
+    on_disk = {p.name for p in (root / "images").iterdir()}
+    assert on_disk == set(meta["filename"])
+    assert {p.relative_to(root).as_posix() for p in root.rglob("*.png") if "masks" not in p.parts} \
+        == set(m["path"])
+    label = m.set_index("path")["label"]
+    sub = m.set_index("path")["subtype"]
+    expected = {"normal": "No Finding", "covid": "Pneumonia/Viral/COVID-19", "effusion": "Effusion"}
+    for row in meta.itertuples():
+        lab = label["images/" + row.filename]
+        if lab == "pneumonia":
+            want = {"bacteria": "Pneumonia/Bacterial/Streptococcus",
+                    "virus": "Pneumonia/Viral/Influenza"}[sub["images/" + row.filename]]
+        else:
+            want = expected[lab]
+        assert row.finding == want
+        assert (row.RT_PCR_positive == "Y") == (lab == "covid")
+    # free text with commas survives the CSV round trip
+    assert meta["clinical_notes"].str.contains(",").any()
+    # offsets start at 0 and increase per patient; ids are the patient numbers
+    for pid, g in meta.groupby("patientid"):
+        offs = list(g["offset"])
+        assert offs[0] == 0 and offs == sorted(offs) and len(set(offs)) == len(offs)
+        assert f"p{int(pid):04d}" in set(m["patient_id"])
+    assert m["split"].isna().all() and "kaggle_patient" not in m.columns
+
+
+def test_covid_layout_jpeg_extension(tmp_path):
+    m = generate(tmp_path, layout="covid-chestxray", image_format="jpeg", n_patients=2, size=32,
+                 images_per_patient=(1, 1), progress=False)
+    assert all(p.endswith(".jpg") for p in m["path"])
+    assert Image.open(tmp_path / m["path"].iloc[0]).format == "JPEG"
+
+
+# --------------------------------------------------------------------------- masks and findings
+
+@pytest.mark.parametrize("which", ["kaggle", "covid"])
+def test_masks_lesion_empty_for_normal_and_inside_the_lungs_otherwise(which, request):
+    root, m = request.getfixturevalue(which)
+    for row in m.itertuples():
+        img = _gray(root / row.path)
+        lung, les = _gray(root / row.lung_mask), _gray(root / row.lesion_mask)
+        assert lung.shape == les.shape == img.shape
+        assert set(np.unique(lung)) <= {0, 255} and set(np.unique(les)) <= {0, 255}
+        assert (lung > 0).mean() > 0.1
+        if row.label == "normal":
+            assert not les.any()
+        else:
+            assert les.any(), row.path
+            assert ((les > 0) & (lung > 0)).sum() / (les > 0).sum() > 0.9
+
+
+@pytest.mark.parametrize("label,subtype", [("pneumonia", "bacteria"), ("pneumonia", "virus"),
+                                           ("covid", None), ("effusion", None)])
+def test_lesion_region_is_brighter_than_in_the_normal_render(label, subtype):
+    gains = []
+    for p in range(1, 9):
+        normal, _, none = render_image(2, p, 0, "normal", size=96)
+        sick, _, les = render_image(2, p, 0, label, size=96, subtype=subtype)
+        assert not none.any() and les.any()
+        region = les > 0
+        gains.append(sick[region].mean() - normal[region].mean())
+    assert min(gains) > 0 and np.mean(gains) > 10, gains
+
+
+def test_label_changes_pixels_only_in_the_lungs():
+    normal, lung, _ = render_image(1, 3, 0, "normal", size=96)
+    for label in CLASSES[1:]:
+        sick, lung2, _ = render_image(1, 3, 0, label, size=96)
+        np.testing.assert_array_equal(lung, lung2)
+        near_lung = ndimage.binary_dilation(lung > 0, iterations=3)
+        np.testing.assert_array_equal(normal[~near_lung], sick[~near_lung])
+
+
+def test_difficulty_shrinks_lesion_contrast():
+    def gain(d: float) -> float:
+        out = []
+        for p in range(1, 7):
+            n = render_image(0, p, 0, "normal", size=64, difficulty=d)[0].astype(float)
+            s, _, les = render_image(0, p, 0, "pneumonia", size=64, difficulty=d)
+            out.append((s - n)[les > 0].mean())
+        return float(np.mean(out))
+
+    assert gain(0.0) > gain(0.5) > gain(1.0) > 0
+
+
+def test_images_look_like_chest_radiographs():
+    for p in range(1, 11):
+        img, lung, _ = render_image(0, p, 0, CLASSES[p % 4], size=128)
+        img = img.astype(float)
+        lungs = img[lung > 0].mean()
+        mid = img[40:100, 60:68].mean()            # mediastinum / spine column
+        assert lungs + 40 < mid, (p, lungs, mid)
+        corners = np.concatenate([img[:12, :12].ravel(), img[:12, -12:].ravel()])
+        body = img[50:110, 20:108].mean()
+        assert corners.mean() + 60 < body, (p, corners.mean(), body)
+        left, right = lung[:, :64] > 0, lung[:, 64:] > 0
+        assert left.sum() > 0.4 * right.sum() and right.sum() > 0.4 * left.sum()  # two lungs
+
+
+# --------------------------------------------------------------------------- shortcut marker
+
+def test_shortcut_one_marks_every_image_of_the_shortcut_class_only(tmp_path):
+    m = generate(tmp_path, shortcut=1.0, **SMALL)
+    assert m.loc[m["label"] == "pneumonia", "marker"].all()  # default: first non-normal class
+    assert not m.loc[m["label"] != "pneumonia", "marker"].any()
+    m2 = generate(tmp_path / "c", shortcut=1.0, shortcut_class="effusion", **SMALL)
+    assert m2.loc[m2["label"] == "effusion", "marker"].all()
+    assert not m2.loc[m2["label"] != "effusion", "marker"].any()
+
+
+def test_shortcut_zero_marks_nothing_and_half_marks_some(kaggle, tmp_path):
+    _, m = kaggle
+    assert m["marker"].dtype == bool and not m["marker"].any()
+    half = generate(tmp_path, shortcut=0.5, n_patients=40, size=32, progress=False,
+                    classes=("pneumonia", "normal"))
+    share = half.loc[half["label"] == "pneumonia", "marker"].mean()
+    assert 0.2 < share < 0.8
+    assert not half.loc[half["label"] == "normal", "marker"].any()
+
+
+def test_marker_changes_only_a_small_corner_region():
+    for p in range(1, 7):
+        plain, lung, les = render_image(0, p, p % 3, "pneumonia", size=128)
+        marked, lung2, les2 = render_image(0, p, p % 3, "pneumonia", size=128, marker=True)
+        np.testing.assert_array_equal(lung, lung2)
+        np.testing.assert_array_equal(les, les2)
+        rows, cols = np.nonzero(plain != marked)
+        assert rows.size > 20
+        assert rows.max() < 128 * 0.25
+        assert cols.max() < 128 * 0.25 or cols.min() >= 128 * 0.75
+        assert rows.size < 0.03 * 128 * 128
+        assert marked[rows, cols].astype(int).max() > 200  # a bright tag
+
+
+def test_marker_is_recorded_and_burnt_into_the_file(tmp_path):
+    m = generate(tmp_path, shortcut=1.0, classes=("pneumonia",), n_patients=2, size=64,
+                 images_per_patient=(1, 1), image_format="png", progress=False)
+    for row in m.itertuples():
+        assert row.marker
+        p = int(row.patient_id[1:])
+        on_disk = _gray(tmp_path / row.path)
+        np.testing.assert_array_equal(on_disk, render_image(0, p, 0, "pneumonia", size=64, marker=True)[0])
+
+
+# --------------------------------------------------------------------------- arguments
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(layout="nih"), "layout"),
+    (dict(classes=("normal", "tuberculosis")), "classes"),
+    (dict(classes=()), "classes"),
+    (dict(classes=("normal", "normal")), "classes"),
+    (dict(size=16), "size"),
+    (dict(difficulty=1.5), "difficulty"),
+    (dict(difficulty=float("nan")), "difficulty"),
+    (dict(shortcut=-0.1), "shortcut"),
+    (dict(shortcut_class="effusion", classes=("normal", "covid")), "shortcut_class"),
+    (dict(n_patients=0), "n_patients"),
+    (dict(images_per_patient=(3, 2)), "images_per_patient"),
+    (dict(images_per_patient=(0, 2)), "images_per_patient"),
+    (dict(seed=-1), "seed"),
+    (dict(image_format="gif"), "image_format"),
+    (dict(jpeg_quality=0), "jpeg_quality"),
+    (dict(split_fractions=(0.5, 0.1, 0.1)), "split_fractions"),
+    (dict(split_fractions=(0.0, 0.5, 0.5)), "split_fractions"),
+])
+def test_bad_arguments_raise_value_error_naming_them(tmp_path, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        generate(tmp_path / "x", progress=False, **kwargs)
+    assert not (tmp_path / "x").exists()  # nothing written before validation
+
+
+@pytest.mark.parametrize("kwargs,name", [
+    (dict(label="tb"), "label"), (dict(size=8), "size"), (dict(difficulty=2), "difficulty"),
+    (dict(subtype="fungal"), "subtype"), (dict(seed=-3), "seed"),
+])
+def test_render_image_validates_arguments(kwargs, name):
+    args = {"seed": 0, "patient": 1, "image": 0, "label": "normal", **kwargs}
+    with pytest.raises(ValueError, match=name):
+        render_image(args.pop("seed"), args.pop("patient"), args.pop("image"), args.pop("label"), **args)
+
+
+# --------------------------------------------------------------------------- ensure
+
+def test_ensure_reuses_and_regenerates(tmp_path):
+    out = tmp_path / "data"
+    args = dict(n_patients=4, size=32, seed=1, progress=False)
+    first = ensure(out, **args)
+    stamp = (out / "synthetic.csv").stat().st_mtime_ns
+    marker_file = out / "chest_xray" / "touched"
+    marker_file.write_text("kept if reused")
+    again = ensure(out, **args)
+    pd.testing.assert_frame_equal(first, again)
+    assert again["patient_id"].map(type).eq(str).all()
+    assert (out / "synthetic.csv").stat().st_mtime_ns == stamp and marker_file.exists()
+    changed = ensure(out, **{**args, "seed": 2})
+    assert not marker_file.exists()  # old contents wiped
+    assert set(changed["seed"]) == {2}
+    assert json.loads((out / "synthetic.json").read_text())["arguments"]["seed"] == 2
+    layout = ensure(out, **{**args, "layout": "covid-chestxray"})
+    assert (out / "metadata.csv").is_file() and not (out / "chest_xray").exists()
+    assert len(layout) == len(pd.read_csv(out / "metadata.csv"))
+
+
+def test_ensure_regenerates_an_incomplete_dataset(tmp_path):
+    args = dict(n_patients=2, size=32, progress=False)
+    ensure(tmp_path, **args)
+    info = json.loads((tmp_path / "synthetic.json").read_text())
+    info["complete"] = False
+    (tmp_path / "synthetic.json").write_text(json.dumps(info))
+    ensure(tmp_path, **args)
+    assert json.loads((tmp_path / "synthetic.json").read_text())["complete"] is True
+
+
+def test_ensure_and_generate_refuse_to_wipe_a_foreign_folder(tmp_path):
+    (tmp_path / "thesis.txt").write_text("precious")
+    with pytest.raises(ValueError, match="not a synthetic dataset"):
+        ensure(tmp_path, n_patients=2, size=32, progress=False)
+    with pytest.raises(ValueError, match="not a synthetic dataset"):
+        generate(tmp_path, n_patients=2, size=32, progress=False)
+    assert (tmp_path / "thesis.txt").read_text() == "precious"
+
+
+def test_ensure_rejects_unknown_arguments(tmp_path):
+    with pytest.raises(ValueError, match="unknown argument"):
+        ensure(tmp_path, n_patient=3)
