@@ -108,6 +108,25 @@ def split_overview(index: pd.DataFrame) -> Figure:
     return fig
 
 
+def batch_grid(images, labels, classes, *, n: int = 16, cols: int = 8) -> Figure:
+    """The first `n` images of a pipeline batch (values in [0, 1]) titled with their labels.
+
+    `labels` may be class ids, one-hot rows or binary floats, as the pipeline yields them.
+    """
+    x = np.asarray(images)[:n]
+    y = np.asarray(labels)[:n]
+    ids = y.argmax(-1) if y.ndim == 2 and y.shape[1] > 1 else y.reshape(len(y)).round().astype(int)
+    rows = -(-len(x) // cols)
+    fig = Figure(figsize=(1.3 * cols, 1.45 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, img, i in zip(axes, x, ids):
+        ax.imshow(img[..., 0], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(classes[int(i)], fontsize=8)
+    return fig
+
+
 def save(fig: Figure, path: str | Path, *, dpi: int = 80) -> Path:
     """Write `fig` as PNG (folders created) and return the path."""
     path = Path(path)

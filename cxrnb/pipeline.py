@@ -1,0 +1,344 @@
+"""From the index to training batches: a `tf.data` pipeline that decodes each file once.
+
+    index --load_images--> uint8 (N, H, W) --> shuffle (seeded, per epoch) --> batch
+          --> augment (training only, in-graph, per batch) --> /255 --> channels --> prefetch
+
+Decoding goes through `cxrnb.images.read_gray`, the decoder validation uses, so 16-bit PNGs,
+CMYK/RGBA/palette images, lying extensions and JPEG reduced-size ("draft") decoding come out
+exactly as validation saw them.
+
+Why decode up front (`load_images`, a thread pool) instead of `map(numpy_function)` + `.cache()`:
+
+* Speed is a tie (measured by `benchmarks/pipeline.py`, 600 synthetic 1000x1000 JPEGs, 2 cores:
+  ~360 vs ~355 images/s for the first epoch, ~2,000 vs ~2,300 for later ones with the same
+  parallel augmentation). A first epoch is decoding (~3.6 ms per noisy 1000x1000 JPEG, ~1.5 ms
+  for a smoother one); PIL releases the GIL while it decodes, so a thread pool keeps every core
+  busy just as a parallel `numpy_function` map does. Later epochs decode nothing: each batch is
+  one `tf.gather` of shuffled indices from a uint8 tensor (~20,000 images/s without
+  augmentation), so their rate is the augmenter's.
+* Memory. `.cache()` followed by `.shuffle(N)` keeps a second copy of every image in the
+  shuffle buffer (or shuffles only within a window); shuffling indices keeps one copy and a
+  true global shuffle. 224 x 224 uint8 is 49 KB per image: 5,000 images are 250 MB, all
+  112,120 NIH images 5.6 GB. For sets that do not fit, `in_memory=False` streams the resized
+  pixels from an on-disk `ImageCache`, shuffling the file order first (again global, again
+  no buffer of images - which `.cache(filename)` followed by `.shuffle` cannot give).
+* Errors. A file that fails to decode raises `cxrnb.images.ImageError` naming the file and the
+  index row, in Python, with a progress bar, before TensorFlow runs - not a
+  `tf.errors.InvalidArgumentError` with a Python traceback pasted into it, raised from deep
+  inside `model.fit` (which is what `in_memory=False` gives for a file that breaks later;
+  its message still starts with the file's path).
+
+Zero decodes: validation (`cxrnb.validate.load_index(..., cache=...)`) already decodes every
+image once; given the same `ImageCache`, `load_images` reads its resized pixels instead
+(hits skip decoding; entries are keyed by file, size and mtime, so an edited file is decoded
+again, never served stale).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from .images import ImageCache, ImageError, read_gray
+from .index import SPLITS, check_index, image_paths
+
+#: Smallest image side the pipeline accepts (as `cxrnb.images.MIN_SIDE`).
+MIN_IMAGE_SIZE = 32
+LABEL_MODES = ("int", "categorical", "binary")
+
+Augmenter = Callable[..., object]  # float32 (B, H, W, C) in 0..255 -> same shape, in-graph
+
+
+# --------------------------------------------------------------------------- checks and labels
+
+def _target(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(image_size, (int, np.integer)):
+        hw = (int(image_size), int(image_size))
+    else:
+        hw = tuple(int(s) for s in image_size)
+        if len(hw) != 2:
+            raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
+    if min(hw) < MIN_IMAGE_SIZE:
+        raise ValueError(f"image_size {image_size!r} is too small: need at least {MIN_IMAGE_SIZE} px a side")
+    return hw  # type: ignore[return-value]
+
+
+def _check(index: pd.DataFrame, where: str = "index") -> None:
+    if not isinstance(index, pd.DataFrame):
+        raise TypeError(f"{where} must be a pandas DataFrame (see cxrnb.index), got {type(index).__name__}")
+    if len(index) == 0:
+        raise ValueError(f"{where} is empty: no images to build a dataset from")
+    check_index(index, where=where)
+
+
+def labels_to_ids(labels: Sequence[str] | pd.Series, classes: Sequence[str]) -> np.ndarray:
+    """Class ids (int32, position in `classes`) of `labels`; a clear error names unknown labels and rows."""
+    classes = list(classes)
+    if not classes:
+        raise ValueError("classes is empty: give the class names in model-output order")
+    dups = sorted({c for c in classes if classes.count(c) > 1})
+    if dups:
+        raise ValueError(f"classes has duplicates {dups}: {classes}")
+    s = labels if isinstance(labels, pd.Series) else pd.Series(list(labels))
+    lookup = {c: i for i, c in enumerate(classes)}
+    ids = s.astype(str).map(lookup)
+    unknown = ids.isna()
+    if unknown.any():
+        counts = s[unknown].astype(str).value_counts()
+        rows = list(s.index[unknown][:5])
+        raise ValueError(
+            f"label(s) not in classes {classes}: "
+            + ", ".join(f"{k!r} ({v} rows)" for k, v in counts.items())
+            + f"; first rows: {rows}. Map labels with the task options or pass every class.")
+    return ids.to_numpy(dtype=np.int32)
+
+
+# --------------------------------------------------------------------------- decoding
+
+def _resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    if arr.shape == hw:
+        return arr
+    shrink = arr.shape[0] >= hw[0] and arr.shape[1] >= hw[1]
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), resample))
+
+
+def _as_cache(cache: ImageCache | str | Path | None, hw: tuple[int, int]) -> ImageCache | None:
+    if cache is None or isinstance(cache, ImageCache):
+        return cache
+    return ImageCache(cache, hw)
+
+
+def _read_one(path: Path, hw: tuple[int, int], cache: ImageCache | None) -> np.ndarray:
+    """Pixels of one file at `hw`: from the cache when it has them, else decoded (and stored).
+
+    A cache built at another size (validation's default is 256) is still used: its pixels are
+    resized to `hw`, which is cheap and avoids decoding again.
+    """
+    if cache is None:
+        return read_gray(path, hw)[0]
+    arr = cache.get(path)
+    if arr is None or arr.shape != cache.size:
+        arr = read_gray(path, cache.size)[0]
+        cache.put(path, arr)
+    return _resize(arr, hw)
+
+
+def _with_row(e: ImageError, row: object) -> ImageError:
+    return ImageError(e.path, e.reason, f"{e.detail} (index row {row!r}; "
+                      "cxrnb.validate drops unusable files before training)")
+
+
+def load_images(
+    index: pd.DataFrame,
+    image_size: int | tuple[int, int],
+    *,
+    cache: ImageCache | str | Path | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """Decode every image of `index` to a (N, H, W) uint8 array, in index order.
+
+    Files are decoded by `read_gray` in a thread pool (PIL releases the GIL while decoding, so
+    the threads use every core). With `cache` (an `ImageCache` or a folder), cached pixels are
+    read instead of decoding and misses are stored. A bad file raises `ImageError` naming it.
+    """
+    _check(index)
+    hw = _target(image_size)
+    cache = _as_cache(cache, hw)
+    paths = image_paths(index)
+    out = np.empty((len(paths), *hw), dtype=np.uint8)
+
+    def work(i: int) -> None:
+        try:
+            out[i] = _read_one(paths[i], hw, cache)
+        except ImageError as e:
+            raise _with_row(e, index.index[i]) from None
+
+    workers = workers or min(8, (os.cpu_count() or 1) + 1)
+    pool = ThreadPoolExecutor(workers)
+    try:
+        from tqdm.auto import tqdm
+
+        for _ in tqdm(pool.map(work, range(len(paths))), total=len(paths), desc="decode",
+                      unit="img", disable=not progress, leave=False):
+            pass
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on an error, do not decode the rest
+    return out
+
+
+# --------------------------------------------------------------------------- tf.data
+
+def _resolve_augment(augment: Augmenter | str | None, seed: int) -> Augmenter | None:
+    """A callable augmenter; a preset name (e.g. "default") is built by `cxrnb.augment` with `seed`."""
+    if augment is None or callable(augment):
+        return augment
+    if isinstance(augment, str):
+        from . import augment as aug  # written alongside; imported only when asked for
+
+        return aug.keras_augmenter(aug.AugmentPolicy.preset(augment), seed=seed)
+    raise TypeError(f"augment must be a callable, a preset name or None, got {type(augment).__name__}")
+
+
+def _check_augment(augment: Augmenter, hw: tuple[int, int]) -> None:
+    """Call the augmenter once on a small batch so a broken one fails here, not inside fit()."""
+    import tensorflow as tf
+
+    probe = tf.fill((2, *hw, 1), 128.0)
+    try:
+        y = augment(probe)
+    except Exception as e:
+        raise ValueError(f"augment {augment!r} failed on a float32 batch of shape {tuple(probe.shape)}: "
+                         f"{type(e).__name__}: {e}") from e
+    shape = tuple(getattr(y, "shape", ()))
+    if shape != tuple(probe.shape):
+        raise ValueError(f"augment must return the batch shape {tuple(probe.shape)}, returned {shape}")
+
+
+def make_dataset(
+    index: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    image_size: int = 224,
+    batch_size: int = 32,
+    channels: int = 1,
+    training: bool = False,
+    augment: Augmenter | str | None = None,
+    shuffle: bool | None = None,
+    seed: int = 0,
+    cache: ImageCache | str | Path | None = None,
+    in_memory: bool = True,
+    label_mode: str = "int",
+    drop_remainder: bool = False,
+    deterministic: bool = True,
+    workers: int | None = None,
+    progress: bool = True,
+):
+    """A `tf.data.Dataset` of `(images, labels)` batches for `model.fit` / `evaluate` / `predict`.
+
+    images: float32 (B, image_size, image_size, channels) in [0, 1]; `channels=3` repeats the
+    gray channel for backbones that want RGB. labels (`label_mode`): "int" -> int32 class ids
+    (position in `classes`), "categorical" -> one-hot float32 (B, K), "binary" -> float32
+    (B, 1) with `classes[1]` as 1 (two classes only).
+
+    `training=True` shuffles (unless `shuffle=False`) and applies `augment` - a callable on a
+    float32 (B, H, W, 1) batch in 0..255, or a `cxrnb.augment` preset name - per batch inside
+    the graph; without `training` the augmenter is ignored, so the same keyword arguments
+    serve train, val and test. `seed` fixes the shuffle order (a new order each epoch, the same
+    sequence of orders each run) and seeds a preset augmenter, built afresh for this dataset (an
+    augmenter object you pass keeps its own seed state across the datasets that share it).
+    `deterministic=True` runs the augmenter on one batch at a time so the same seed gives the
+    same augmented batches in every run (notebook outputs stay reproducible); False augments
+    batches in parallel - faster on several cores, but the random draws land on batches in a
+    run-dependent order.
+
+    Images are decoded once, up front (`load_images`; `cache` skips decoding what validation
+    already decoded). `in_memory=False` instead streams the pixels from the on-disk `cache`
+    each epoch, for sets larger than RAM (the cache is then required).
+    """
+    import tensorflow as tf
+
+    _check(index)
+    hw = _target(image_size)
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (gray repeated, for RGB backbones), got {channels}")
+    if label_mode not in LABEL_MODES:
+        raise ValueError(f"label_mode must be one of {LABEL_MODES}, got {label_mode!r}")
+    classes = list(classes)
+    if label_mode == "binary" and len(classes) != 2:
+        raise ValueError(f"label_mode='binary' needs exactly 2 classes, got {len(classes)}: {classes}; "
+                         "use 'int' or 'categorical'")
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    ids = labels_to_ids(index["label"], classes)
+    shuffle = training if shuffle is None else shuffle
+    augment = _resolve_augment(augment, seed) if training else None
+    if augment is not None:
+        _check_augment(augment, hw)
+    n, k = len(index), len(classes)
+
+    if in_memory:
+        images = tf.convert_to_tensor(load_images(index, hw, cache=cache, workers=workers, progress=progress))
+        labels = tf.convert_to_tensor(ids)
+
+        def take(idx):
+            return tf.gather(images, idx), tf.gather(labels, idx)
+
+        order = tf.data.Dataset.range(n)
+        if shuffle:
+            order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = order.batch(batch_size, drop_remainder=drop_remainder).map(take, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        cache = _as_cache(cache, hw)
+        if cache is None:
+            raise ValueError("in_memory=False streams decoded pixels from an on-disk ImageCache: pass "
+                             "cache=<folder> (or keep in_memory=True)")
+        paths = image_paths(index)
+        missing = [(row, str(p)) for row, p in zip(index.index, paths) if not p.is_file()]
+        if missing:
+            raise ImageError(missing[0][1], "missing file", f"listed in the index (row {missing[0][0]!r}) "
+                             f"but not on disk; {len(missing)} missing in all")
+
+        def read(path: bytes) -> np.ndarray:
+            # An ImageError raised here reaches the user as a tf.errors.InvalidArgumentError whose
+            # message starts with the ImageError text, i.e. with the file's path.
+            return _read_one(Path(path.decode()), hw, cache)
+
+        def load(path, label):
+            img = tf.numpy_function(read, [path], tf.uint8, stateful=False)
+            return tf.ensure_shape(img, hw), label
+
+        ds = tf.data.Dataset.from_tensor_slices(([str(p) for p in paths], ids))
+        if shuffle:
+            ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+        ds = ds.map(load, num_parallel_calls=workers or tf.data.AUTOTUNE, deterministic=True)
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    def to_float(x, y):
+        return tf.cast(x, tf.float32)[..., None], y  # (B, H, W, 1), 0..255
+
+    def augment_batch(x, y):
+        return tf.clip_by_value(tf.cast(augment(x), tf.float32), 0.0, 255.0), y
+
+    def finish(x, y):
+        x = x * (1.0 / 255.0)
+        if channels == 3:
+            x = tf.tile(x, [1, 1, 1, 3])
+        if label_mode == "categorical":
+            y = tf.one_hot(y, k, dtype=tf.float32)
+        elif label_mode == "binary":
+            y = tf.cast(y, tf.float32)[:, None]
+        return x, y
+
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is not None:
+        # Random layers advance a seed state per call: one call at a time gives every batch the
+        # same draw in every run; parallel calls race for the state (faster, not reproducible).
+        ds = ds.map(augment_batch, num_parallel_calls=None if deterministic else tf.data.AUTOTUNE)
+    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def make_datasets(
+    index: pd.DataFrame,
+    classes: Sequence[str],
+    *,
+    split_column: str = "split",
+    **kwargs,
+) -> Mapping[str, object]:
+    """{split: dataset} for an index with a `split` column; only "train" is built with `training=True`.
+
+    `kwargs` go to `make_dataset` (the augmenter is applied to the train split only).
+    """
+    if split_column not in index.columns:
+        raise ValueError(f"index has no {split_column!r} column: split it first (cxrnb.splits)")
+    kwargs.pop("training", None)
+    names = [s for s in SPLITS if (index[split_column] == s).any()]
+    names += sorted(set(index[split_column].astype(str)) - set(names))
+    return {name: make_dataset(index[index[split_column] == name], classes, training=(name == "train"), **kwargs)
+            for name in names}

@@ -1,0 +1,347 @@
+"""cxrnb.augment and cxrnb.preview: policy validation, both executors, masks, determinism, figures."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+imgaug = pytest.importorskip("imgaug")
+tf = pytest.importorskip("tensorflow")
+
+from cxrnb.augment import (  # noqa: E402
+    PRESETS, AugmentPolicy, CXRAugment, RandomCropResize, RandomCXRAffine, RandomGamma, augment_with_masks, describe,
+    imgaug_augmenter, imgaug_sequence, keras_augmenter)
+
+SIZE = 64
+
+
+def textured(n: int = 4, size: int = SIZE, seed: int = 0) -> np.ndarray:
+    """float32 (n, size, size, 1) integer-valued 0..255 images with structure everywhere."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size] / size
+    base = 120 + 70 * np.sin(7 * x) * np.cos(5 * y)
+    imgs = base[None] + rng.normal(0, 12, (n, size, size))
+    return np.clip(np.rint(imgs), 0, 255).astype(np.float32)[..., None]
+
+
+def square(n: int = 4, size: int = 96, lo: int = 34, hi: int = 62):
+    """A bright square on a dark, non-black body, and its mask (0/255)."""
+    img = np.full((n, size, size, 1), 20.0, np.float32)
+    img[:, lo:hi, lo:hi] = 250.0
+    mask = np.zeros((n, size, size, 1), np.uint8)
+    mask[:, lo:hi, lo:hi] = 255
+    return img, mask
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    a, b = a.astype(bool), b.astype(bool)
+    return float((a & b).sum() / max((a | b).sum(), 1))
+
+
+# -- policy ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("field,value", [
+    ("rotation", -1.0), ("rotation", 46.0), ("rotation", float("nan")), ("rotation", "10"),
+    ("zoom", -0.1), ("zoom", 0.6),
+    ("shift", -0.01), ("shift", 0.5),
+    ("brightness", (0.0, 1.2)), ("brightness", (-0.5, 1.0)), ("brightness", (1.2, 0.8)),
+    ("brightness", (0.9, 3.5)), ("brightness", 1.1),
+    ("gamma", (0.0, 1.5)), ("gamma", (1.5, 0.5)), ("gamma", (1.0,)),
+    ("crop", 1.0), ("crop", 0.3), ("crop", -0.1),
+    ("horizontal_flip", "yes"),
+])
+def test_bad_field_fails_at_construction_naming_field_and_range(field, value):
+    with pytest.raises(ValueError) as e:
+        AugmentPolicy(**{field: value})
+    msg = str(e.value)
+    assert field in msg
+    assert "allowed" in msg or "must be" in msg, msg
+
+
+def test_error_message_gives_the_allowed_range():
+    with pytest.raises(ValueError, match=r"rotation=50.*allowed 0 <= rotation <= 45"):
+        AugmentPolicy(rotation=50)
+    with pytest.raises(ValueError, match=r"crop=1.0.*0 <= crop <= 0.25"):
+        AugmentPolicy(crop=1.0)
+    with pytest.raises(ValueError, match=r"brightness.*0 < low <= high"):
+        AugmentPolicy(brightness=(0, 1))
+
+
+def test_vertical_flip_refused_with_reason_and_horizontal_flip_off_by_default():
+    with pytest.raises(ValueError, match="upside down"):
+        AugmentPolicy(vertical_flip=True)
+    assert AugmentPolicy().horizontal_flip is False
+    assert all(not p.horizontal_flip and not p.vertical_flip for p in PRESETS.values())
+    assert "dextrocardia" in AugmentPolicy.__doc__
+
+
+@pytest.mark.parametrize("executor", ["keras", "keras-chain", "imgaug"])
+def test_horizontal_flip_when_enabled_mirrors_some_images_exactly(executor):
+    p = AugmentPolicy.preset("none").replace(horizontal_flip=True)
+    x = textured(n=16)
+    aug = (imgaug_augmenter(p, seed=0) if executor == "imgaug"
+           else keras_augmenter(p, seed=0, fused=executor == "keras"))
+    y = aug(x).numpy()
+    same = [np.allclose(y[i], x[i], atol=1e-3) for i in range(16)]
+    mirrored = [np.allclose(y[i], x[i, :, ::-1], atol=1e-3) for i in range(16)]
+    assert all(a or b for a, b in zip(same, mirrored)) and 2 <= sum(mirrored) <= 14
+
+
+def test_policy_is_frozen():
+    with pytest.raises(Exception):
+        AugmentPolicy().rotation = 30
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_presets_round_trip_through_json(name):
+    p = AugmentPolicy.preset(name)
+    text = p.to_json()
+    assert json.loads(text)["rotation"] == p.rotation
+    assert AugmentPolicy.from_json(text) == p
+    assert AugmentPolicy.from_dict(p.to_dict()) == p
+
+
+def test_preset_values_follow_the_articles():
+    assert AugmentPolicy.preset("default") == AugmentPolicy()
+    a2 = AugmentPolicy.preset("article002")
+    assert (a2.rotation, a2.zoom, a2.brightness) == (20, 0.3, (0.7, 1.3))
+    a3 = AugmentPolicy.preset("article003")
+    assert (a3.rotation, a3.shift, a3.vertical_flip) == (10, 0, False)
+    a4 = AugmentPolicy.preset("article004")
+    assert a4.gamma != (1.0, 1.0) and a4.crop > 0
+    assert AugmentPolicy.preset("none").is_identity
+    with pytest.raises(ValueError, match="unknown augmentation preset"):
+        AugmentPolicy.preset("nope")
+    with pytest.raises(ValueError, match="unknown AugmentPolicy field"):
+        AugmentPolicy.from_dict({"rotaton": 5})
+
+
+def test_describe_table():
+    df = describe("article002")
+    assert list(df.columns) == ["field", "value", "simulates", "for chest X-rays"]
+    assert set(df["field"]) >= {"rotation", "zoom", "brightness", "gamma", "crop", "vertical_flip"}
+
+
+# -- executors ---------------------------------------------------------------------------------
+
+def test_none_policy_is_identity_for_both_executors():
+    x = textured()
+    np.testing.assert_array_equal(keras_augmenter("none", seed=0)(x).numpy(), x)
+    np.testing.assert_array_equal(imgaug_augmenter("none", seed=0)(x).numpy(), x)
+    assert len(imgaug_sequence("none")) == 0
+
+
+@pytest.mark.parametrize("executor", ["keras", "imgaug"])
+def test_rotation_moves_pixels_keeps_shape_dtype_range(executor):
+    p = AugmentPolicy.preset("none").replace(rotation=30)
+    x = textured()
+    aug = keras_augmenter(p, seed=1) if executor == "keras" else imgaug_augmenter(p, seed=1)
+    y = aug(tf.constant(x)).numpy()
+    assert y.shape == x.shape and y.dtype == np.float32
+    assert y.min() >= 0 and y.max() <= 255
+    assert np.abs(y - x).mean() > 5
+    # constant black fill at the corners (rotation brings outside-the-image pixels in), never reflect
+    corners = y[:, [0, 0, -1, -1], [0, -1, 0, -1], 0]
+    assert (corners == 0).mean() > 0.5
+
+
+def test_keras_fill_is_black_not_reflected():
+    x = np.full((16, SIZE, SIZE, 1), 200.0, np.float32)
+    y = keras_augmenter(AugmentPolicy.preset("none").replace(zoom=0.5), seed=3)(x).numpy()
+    # about half the draws zoom out and leave a border: it must be black (0), whereas a reflected
+    # or nearest fill would keep a flat 200 image flat
+    zoomed_out = (y[:, 0, 0, 0] == 0)
+    assert 2 <= zoomed_out.sum() <= 14
+    assert (y[zoomed_out][:, :, 0] == 0).all() and (y[zoomed_out][:, :, -1] == 0).all()
+
+
+@pytest.mark.parametrize("executor", ["keras", "imgaug"])
+def test_intensity_ops_change_values_not_geometry(executor):
+    p = AugmentPolicy.preset("none").replace(brightness=(0.6, 0.8), gamma=(1.5, 2.0))
+    x, _ = square(n=3, size=SIZE, lo=20, hi=44)
+    aug = keras_augmenter(p, seed=2) if executor == "keras" else imgaug_augmenter(p, seed=2)
+    y = aug(x).numpy()
+    assert y.shape == x.shape
+    assert np.abs(y - x).mean() > 10
+    # darker everywhere; the square is exactly where it was: one value inside, another outside
+    assert (y <= x + 1).all()
+    for i in range(len(x)):
+        inside, outside = y[i][x[i] > 200], y[i][x[i] < 200]
+        assert np.ptp(inside) <= 1 and np.ptp(outside) <= 1 and inside.min() > outside.max()
+
+
+@pytest.mark.parametrize("executor", ["keras", "keras-chain", "imgaug"])
+@pytest.mark.parametrize("preset", ["default", "article002", "article004"])
+def test_masks_stay_aligned(executor, preset):
+    p = AugmentPolicy.preset(preset).replace(rotation=max(AugmentPolicy.preset(preset).rotation, 15), shift=0.1)
+    x, m = square()
+    if executor == "keras-chain":  # Keras' own RandomRotation/RandomZoom/RandomTranslation layers
+        y, ym = (np.asarray(a) for a in keras_augmenter(p, seed=4, fused=False).with_masks(x, m))
+    else:
+        y, ym = augment_with_masks(p, x, m, seed=4, executor=executor)
+    assert y.shape == x.shape and ym.shape == m.shape and ym.dtype == m.dtype
+    assert set(np.unique(ym)) <= {0, 255}
+    moved = 0
+    for i in range(len(x)):
+        # the body (20) stays below half of the square's value (250) under any brightness/gamma draw
+        bright = y[i, ..., 0] > y[i, ..., 0].max() / 2
+        assert iou(bright, ym[i, ..., 0] > 0) > 0.9, (executor, preset, i)
+        moved += iou(ym[i, ..., 0] > 0, m[i, ..., 0] > 0) < 0.95
+    assert moved >= 2  # the transform did move the square (alignment is not trivially true)
+
+
+def test_images_alone_get_the_same_draw_as_with_masks():
+    x, m = square()
+    a = keras_augmenter("default", seed=9)(x).numpy()
+    b, _ = keras_augmenter("default", seed=9).with_masks(x, m)
+    np.testing.assert_allclose(a, np.asarray(b), atol=1e-4)
+
+
+@pytest.mark.parametrize("executor", ["keras", "imgaug"])
+def test_determinism_same_seed_same_output_different_seed_different(executor):
+    make = keras_augmenter if executor == "keras" else imgaug_augmenter
+    x = textured()
+
+    def run(seed):
+        aug = make("default", seed=seed)
+        return np.stack([aug(x).numpy(), aug(x).numpy()])  # two successive batches
+
+    a, b, c = run(5), run(5), run(6)
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a, c)
+    assert not np.allclose(a[0], a[1])  # successive batches get new draws
+    assert not np.allclose(a[0][0], a[0][1])  # images within a batch get their own draws
+
+
+@pytest.mark.parametrize("executor", ["keras", "imgaug"])
+def test_works_inside_tf_data_map_on_batches(executor):
+    make = keras_augmenter if executor == "keras" else imgaug_augmenter
+    x = textured(n=8)
+
+    def epoch(seed):
+        aug = make("article002", seed=seed)
+        ds = tf.data.Dataset.from_tensor_slices(x).batch(4).map(lambda b: aug(b))
+        assert ds.element_spec.shape.as_list() == [None, SIZE, SIZE, 1]
+        return np.concatenate([b.numpy() for b in ds])
+
+    a, b = epoch(1), epoch(1)
+    assert a.shape == x.shape and a.dtype == np.float32
+    assert a.min() >= 0 and a.max() <= 255
+    np.testing.assert_array_equal(a, b)
+    assert np.abs(a - x).mean() > 5
+
+
+def test_fused_and_chained_keras_executors_agree_in_kind():
+    """The fused warp and the chain of Keras layers draw from the same distribution: same shape,
+    black fill, similar amount of change; the chain is blurrier (one resampling per layer)."""
+    x = textured(n=16)
+    p = AugmentPolicy.preset("none").replace(rotation=20, zoom=0.2, crop=0.1)
+    fused = keras_augmenter(p, seed=0).call(x).numpy()
+    chain = keras_augmenter(p, seed=0, fused=False).call(x).numpy()
+    assert fused.shape == chain.shape == x.shape
+    d_f, d_c = np.abs(fused - x).mean(), np.abs(chain - x).mean()
+    assert 0.5 < d_f / d_c < 2.0
+    assert np.abs(np.diff(fused, axis=2)).mean() > np.abs(np.diff(chain, axis=2)).mean()  # sharper
+
+
+def test_per_batch_seed_makes_a_parallel_map_reproducible():
+    x = textured(n=32)
+
+    def epoch():
+        aug = keras_augmenter("default", seed=0)
+        ds = (tf.data.Dataset.from_tensor_slices(x).batch(4).enumerate()
+              .map(lambda i, b: aug(b, seed=tf.stack([tf.constant(7, tf.int64), i])),
+                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True))
+        return np.concatenate([b.numpy() for b in ds])
+
+    a, b = epoch(), epoch()
+    np.testing.assert_array_equal(a, b)
+    assert not np.allclose(a[:4], a[4:8])  # batches still differ
+    with pytest.raises(ValueError, match="fused=True"):
+        keras_augmenter("default", fused=False)(x[:2], seed=tf.constant([1, 2]))
+
+
+def test_keras_layers_serialise():
+    import keras
+
+    aug = keras_augmenter("article004", seed=3, fused=False)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(aug))
+    assert isinstance(clone, CXRAugment) and clone.policy == aug.policy and clone.seed == 3
+    assert clone.fused is False and [type(la) for la in clone.layers] == [type(la) for la in aug.layers]
+    for layer in (RandomGamma((0.5, 2.0), seed=1), RandomCropResize(0.1, seed=2),
+                  RandomCXRAffine(rotation=10, zoom=0.1, crop=0.05, seed=3)):
+        cfg = layer.get_config()
+        again = type(layer).from_config(cfg)
+        assert again.get_config() == cfg
+        y = again(textured(n=2))
+        assert y.shape == (2, SIZE, SIZE, 1)
+
+
+def test_keras_augmenter_inside_a_model_is_identity_at_inference():
+    x = textured(n=2)
+    aug = keras_augmenter("article002", seed=0)
+    np.testing.assert_array_equal(aug(x, training=False).numpy(), x)
+
+
+# -- NumPy / imgaug guard ----------------------------------------------------------------------
+
+def test_numpy_pin_and_imgaug_fork_still_work():
+    """pyimgaug 0.5.0 (imports as imgaug) breaks its crop augmenters on NumPy 2.4: pyproject pins
+    numpy<2.4. If this fails after a NumPy upgrade, restore the pin or update the fork."""
+    import imgaug.augmenters as iaa
+
+    major, minor = (int(v) for v in np.__version__.split(".")[:2])
+    assert (major, minor) < (2, 4), (
+        f"NumPy {np.__version__} >= 2.4: the pyimgaug fork's crop augmenters need NumPy < 2.4 - keep "
+        "the 'numpy>=1.26,<2.4' pin in pyproject.toml (and environment.yml) until the fork supports it")
+    img = np.zeros((32, 48, 1), np.uint8)
+    img[8:24, 12:36] = 200
+    crop = iaa.Crop(px=(4, 4, 4, 4), keep_size=False)
+    out = crop(image=img)
+    assert out.shape == (24, 40, 1) and out.dtype == np.uint8
+    np.testing.assert_array_equal(out, img[4:-4, 4:-4])
+    kept = iaa.Crop(percent=(0.1, 0.1), keep_size=True)(image=img)
+    assert kept.shape == img.shape and kept.dtype == np.uint8
+    rot = iaa.Affine(rotate=90, mode="constant", cval=0, order=0)(image=img)
+    assert rot.shape == img.shape and rot.dtype == np.uint8
+    assert int(rot.astype(int).sum()) > 0 and not np.array_equal(rot, img)
+    gam = iaa.GammaContrast(2.0)(image=img)
+    assert abs(int(gam[16, 24, 0]) - 255 * (200 / 255) ** 2) <= 1 and gam[0, 0, 0] == 0
+
+
+# -- preview -----------------------------------------------------------------------------------
+
+def test_preview_figures():
+    from matplotlib.figure import Figure
+
+    from cxrnb import preview
+
+    img = textured(n=1)[0]
+    f = preview.draws_grid(img, "default", n=8, seed=0)
+    assert isinstance(f, Figure) and len(f.axes) == 9
+    f = preview.draws_grid(img, AugmentPolicy.preset("article002"), n=4, seed=0, executor="imgaug",
+                           show_original=False)
+    assert len(f.axes) == 4
+    f = preview.class_grid({"normal": [img], "pneumonia": [img[::-1]], "covid": [img[:, ::-1]]},
+                           "default", seed=0, n_aug=3)
+    assert isinstance(f, Figure) and len(f.axes) == 3 * 4
+    before = textured(n=4)
+    after = keras_augmenter("article002", seed=0)(before).numpy()
+    f = preview.intensity_histograms(before, after)
+    assert isinstance(f, Figure) and len(f.axes) == 2
+    f = preview.compare_executors(img, "default", n=5, seed=0)
+    assert isinstance(f, Figure) and len(f.axes) == 10
+    x, m = square(n=1)
+    assert len(preview.mask_overlay(x[0], m[0]).axes) == 1
+    assert len(preview.mask_draws(x[0], m[0], "default", n=4, seed=0, executor="imgaug").axes) == 5
+
+
+def test_preview_is_deterministic_for_a_seed():
+    from cxrnb import preview
+
+    img = textured(n=1)[0]
+    for ex in ("keras", "imgaug"):
+        a = preview.draws(img, "default", 4, seed=3, executor=ex)
+        b = preview.draws(img, "default", 4, seed=3, executor=ex)
+        np.testing.assert_array_equal(a, b)
