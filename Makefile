@@ -6,7 +6,9 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.cxrnb-installed
 OUT    ?= outputs
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
-export TF_CPP_MIN_LOG_LEVEL := 2
+export TF_CPP_MIN_LOG_LEVEL := 3
+# kernel config: TensorFlow's C++ logs go to this terminal, not into notebook cells
+export IPYTHONDIR := $(CURDIR)/.ipython
 
 .PHONY: demo test lab bench clean
 
