@@ -79,6 +79,15 @@ def _to_gray_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("L"), dtype=np.uint8)
 
 
+def resize_gray(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
+    """Resize a uint8 gray array to (height, width): box filter when shrinking, bilinear otherwise."""
+    if arr.shape == tuple(hw):
+        return arr
+    shrink = arr.shape[0] >= hw[0] and arr.shape[1] >= hw[1]
+    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
+    return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), resample))
+
+
 def read_gray(
     path: str | Path,
     size: int | tuple[int, int] | None = None,
@@ -126,10 +135,8 @@ def read_gray(
         raise ImageError(path, "decompression bomb", str(e)) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, "corrupt image", f"{type(e).__name__}: {e}") from None
-    if target is not None and arr.shape != target:
-        shrink = arr.shape[0] >= target[0] and arr.shape[1] >= target[1]
-        resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-        arr = np.asarray(Image.fromarray(arr).resize((target[1], target[0]), resample))
+    if target is not None:
+        arr = resize_gray(arr, target)
     return arr, info
 
 

@@ -17,12 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image
 from tqdm import tqdm
 
-from .images import MAX_PIXELS, ImageCache, ImageError, read_gray
+from .images import MAX_PIXELS, ImageCache, ImageError, read_gray, resize_gray
 from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths
 from .sources import read_source
 
@@ -57,10 +55,7 @@ def _check_one(path: Path, cache: ImageCache | None, max_pixels: int) -> dict:
     except ImageError as e:
         return {"reason": e.reason, "detail": e.detail}
     if cache is not None and cache.get(path) is None:
-        h, w = cache.size
-        shrink = arr.shape[0] >= h and arr.shape[1] >= w
-        small = Image.fromarray(arr).resize((w, h), Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR)
-        cache.put(path, np.asarray(small))
+        cache.put(path, resize_gray(arr, cache.size))
     suffix = path.suffix.lower().lstrip(".")
     ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}.get(suffix) in (None, info.format)
     return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
