@@ -66,17 +66,23 @@ def time_tfdata(ds, n: int, warmup_batches: int = 2) -> float:
     return best
 
 
-def tfdata_rate(x: np.ndarray, aug, batch: int, parallel: int | str | None = "auto") -> float:
-    """`parallel`: "auto" (tf.data.AUTOTUNE), an int (fixed num_parallel_calls) or None (sequential)."""
+def tfdata_rate(x: np.ndarray, aug, batch: int, parallel: int | str | None = "auto",
+                seeded: bool = False) -> float:
+    """`parallel`: "auto" (tf.data.AUTOTUNE), an int (fixed num_parallel_calls) or None (sequential).
+
+    `seeded`: as `cxrnb.pipeline.make_dataset` runs the Keras executor - the uint8 batch and a
+    per-batch seed from ``Dataset.random`` (stateless draws: parallel and reproducible)."""
     import tensorflow as tf
 
-    def f(b):
-        return aug(tf.cast(b, tf.float32)[..., None])
-
-    ds = (tf.data.Dataset.from_tensor_slices(x).batch(batch)
-          .map(f, num_parallel_calls=tf.data.AUTOTUNE if parallel == "auto" else parallel)
-          .prefetch(tf.data.AUTOTUNE))
-    return time_tfdata(ds, len(x))
+    calls = tf.data.AUTOTUNE if parallel == "auto" else parallel
+    ds = tf.data.Dataset.from_tensor_slices(x).batch(batch)
+    if seeded:
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=0, rerandomize_each_iteration=True))
+        ds = ds.map(lambda b, r: aug(b[..., None], seed=tf.stack([tf.constant(0, tf.int64), r])),
+                    num_parallel_calls=calls, deterministic=True)
+    else:
+        ds = ds.map(lambda b: aug(tf.cast(b, tf.float32)[..., None]), num_parallel_calls=calls)
+    return time_tfdata(ds.prefetch(tf.data.AUTOTUNE), len(x))
 
 
 def idg_rate(x: np.ndarray, policy, batch: int) -> float:
@@ -136,15 +142,18 @@ def main(argv=None) -> dict:
     cores = os.cpu_count() or 1
     add("ImageDataGenerator.flow (legacy)", idg_rate(x, policy, args.batch),
         "no gamma, no crop: not expressible")
-    add("keras fused warp, tf.data map AUTOTUNE",
-        tfdata_rate(x, keras_augmenter(policy, seed=args.seed), args.batch), "full policy (default executor)")
-    add(f"keras fused warp, tf.data map parallel={cores}",
-        tfdata_rate(x, keras_augmenter(policy, seed=args.seed), args.batch, cores), "full policy")
-    add("keras fused warp, tf.data map sequential",
+    add("keras fused, per-batch seed, map AUTOTUNE",
+        tfdata_rate(x, keras_augmenter(policy, seed=args.seed), args.batch, seeded=True),
+        "full policy, uint8 in, reproducible (as make_dataset runs it)")
+    add("keras fused, float in, tf.data map AUTOTUNE",
+        tfdata_rate(x, keras_augmenter(policy, seed=args.seed), args.batch), "full policy, seed state")
+    add(f"keras fused, float in, tf.data map parallel={cores}",
+        tfdata_rate(x, keras_augmenter(policy, seed=args.seed), args.batch, cores), "full policy, seed state")
+    add("keras fused, float in, tf.data map sequential",
         tfdata_rate(x, keras_augmenter(policy, seed=args.seed), args.batch, None),
-        "full policy, reproducible draw order")
-    add(f"keras fused warp, parallel={cores}, IDG-matched",
-        tfdata_rate(x, keras_augmenter(matched, seed=args.seed), args.batch, cores), "no gamma/crop")
+        "full policy, seed state: reproducible only one batch at a time")
+    add("keras fused, per-batch seed, IDG-matched",
+        tfdata_rate(x, keras_augmenter(matched, seed=args.seed), args.batch, seeded=True), "no gamma/crop")
     add(f"keras layer chain, tf.data map parallel={cores}",
         tfdata_rate(x, keras_augmenter(policy, seed=args.seed, fused=False), args.batch, cores),
         "full policy; RandomRotation+RandomZoom+crop layers")

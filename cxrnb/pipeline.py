@@ -186,13 +186,20 @@ def _resolve_augment(augment: Augmenter | str | None, seed: int) -> Augmenter | 
     raise TypeError(f"augment must be a callable, a preset name or None, got {type(augment).__name__}")
 
 
-def _check_augment(augment: Augmenter, hw: tuple[int, int]) -> None:
+def _seedable(augment: Augmenter) -> bool:
+    """True for an augmenter that takes a per-batch ``seed`` tensor (the fused Keras executor)."""
+    from . import augment as aug
+
+    return isinstance(augment, aug.CXRAugment) and augment.fused
+
+
+def _check_augment(augment: Augmenter, hw: tuple[int, int], seeded: bool = False) -> None:
     """Call the augmenter once on a small batch so a broken one fails here, not inside fit()."""
     import tensorflow as tf
 
     probe = tf.fill((2, *hw, 1), 128.0)
     try:
-        y = augment(probe)
+        y = augment(tf.cast(probe, tf.uint8), seed=tf.constant([0, 0], tf.int64)) if seeded else augment(probe)
     except Exception as e:
         raise ValueError(f"augment {augment!r} failed on a float32 batch of shape {tuple(probe.shape)}: "
                          f"{type(e).__name__}: {e}") from e
@@ -231,12 +238,13 @@ def make_dataset(
     float32 (B, H, W, 1) batch in 0..255, or a `cxrnb.augment` preset name - per batch inside
     the graph; without `training` the augmenter is ignored, so the same keyword arguments
     serve train, val and test. `seed` fixes the shuffle order (a new order each epoch, the same
-    sequence of orders each run) and seeds a preset augmenter, built afresh for this dataset (an
-    augmenter object you pass keeps its own seed state across the datasets that share it).
-    `deterministic=True` runs the augmenter on one batch at a time so the same seed gives the
-    same augmented batches in every run (notebook outputs stay reproducible); False augments
-    batches in parallel - faster on several cores, but the random draws land on batches in a
-    run-dependent order.
+    sequence of orders each run) and the augmentation draws. The Keras executor
+    (`cxrnb.augment.keras_augmenter`, or a preset name) gets a per-batch seed, ``[its own seed,
+    a number drawn for the batch from `seed`]`` (new numbers each epoch, the same each run), so
+    batches are augmented in parallel and still identically in every run. `deterministic` only
+    matters for an augmenter that takes no seed (a plain callable, the imgaug executor, a
+    ``fused=False`` Keras executor): True augments one batch at a time, so its draws land on the
+    same batches every run; False augments in parallel (faster, run-dependent order).
 
     Images are decoded once, up front (`load_images`; `cache` skips decoding what validation
     already decoded). `in_memory=False` instead streams the pixels from the on-disk `cache`
@@ -259,8 +267,9 @@ def make_dataset(
     ids = labels_to_ids(index["label"], classes)
     shuffle = training if shuffle is None else shuffle
     augment = _resolve_augment(augment, seed) if training else None
+    seeded = augment is not None and _seedable(augment)
     if augment is not None:
-        _check_augment(augment, hw)
+        _check_augment(augment, hw, seeded)
     n, k = len(index), len(classes)
 
     if in_memory:
@@ -300,6 +309,7 @@ def make_dataset(
         ds = ds.map(load, num_parallel_calls=workers or tf.data.AUTOTUNE, deterministic=True)
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
+    # ds: (uint8 (B, H, W), labels) batches
     def to_float(x, y):
         return tf.cast(x, tf.float32)[..., None], y  # (B, H, W, 1), 0..255
 
@@ -316,12 +326,27 @@ def make_dataset(
             y = tf.cast(y, tf.float32)[:, None]
         return x, y
 
-    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    if augment is not None:
-        # Random layers advance a seed state per call: one call at a time gives every batch the
-        # same draw in every run; parallel calls race for the state (faster, not reproducible).
+    if seeded:
+        # Stateless draws from a per-batch seed: the batch's draw does not depend on which
+        # parallel call runs first, so the map is parallel and reproducible. Dataset.random
+        # gives each batch a number, a new sequence each epoch, the same sequences each run.
+        base = tf.constant(np.random.randint(2**31) if augment.seed is None else int(augment.seed), tf.int64)
+
+        def augment_seeded(batch, r):
+            x, y = batch  # the uint8 batch goes straight to the executor's lookup table
+            return finish(augment(x[..., None], seed=tf.stack([base, r])), y)  # output is clipped
+
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
+        ds = ds.map(augment_seeded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    elif augment is not None:
+        # Without a per-batch seed, random layers advance a seed state per call: one call at a
+        # time gives every batch the same draw in every run; parallel calls race for the state.
+        ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
         ds = ds.map(augment_batch, num_parallel_calls=None if deterministic else tf.data.AUTOTUNE)
-    return ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    else:
+        ds = ds.map(lambda x, y: finish(*to_float(x, y)), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def make_datasets(

@@ -10,8 +10,8 @@ imgaug = pytest.importorskip("imgaug")
 tf = pytest.importorskip("tensorflow")
 
 from cxrnb.augment import (  # noqa: E402
-    PRESETS, AugmentPolicy, CXRAugment, RandomCropResize, RandomCXRAffine, RandomGamma, augment_with_masks, describe,
-    imgaug_augmenter, imgaug_sequence, keras_augmenter)
+    PRESETS, AugmentPolicy, CXRAugment, RandomBrightnessScale, RandomCropResize, RandomCXRAffine, RandomGamma,
+    RandomIntensityLUT, augment_with_masks, describe, imgaug_augmenter, imgaug_sequence, keras_augmenter)
 
 SIZE = 64
 
@@ -262,6 +262,33 @@ def test_per_batch_seed_makes_a_parallel_map_reproducible():
         keras_augmenter("default", fused=False)(x[:2], seed=tf.constant([1, 2]))
 
 
+def test_intensity_lookup_table_equals_brightness_then_gamma():
+    """The fused executor's one lookup table gives what the two per-pixel layers give, on uint8
+    and on integer-valued float input; 0 stays 0 (black fill stays black)."""
+    x = textured(n=8)
+    x[:, :4] = 0.0
+    lut = RandomIntensityLUT((0.7, 1.3), (0.5, 2.0))
+    t = lut.get_random_transformation(x, seed=tf.constant([3, 4], tf.int64))
+    u = tf.random.stateless_uniform((8, 2), tf.constant([3, 4], tf.int64))  # the same draws
+    factor = (0.7 + 0.6 * u[:, :1])[:, :, None, None]
+    gamma = (0.5 + 1.5 * u[:, 1:])[:, :, None, None]
+    bright = RandomBrightnessScale((0.7, 1.3)).transform_images(x, {"factor": factor})
+    expected = RandomGamma((0.5, 2.0)).transform_images(bright, {"gamma": gamma}).numpy()
+    for inp in (x, x.astype(np.uint8)):
+        got = lut.transform_images(inp, t).numpy()
+        assert got.dtype == np.float32 and got.shape == x.shape
+        np.testing.assert_allclose(got, expected, atol=0.02)
+    assert (got[:, :4] == 0).all()
+    assert {type(la) for la in keras_augmenter("default").layers} == {RandomIntensityLUT, RandomCXRAffine}
+
+
+def test_uint8_and_float_input_give_the_same_augmentation():
+    x = textured(n=4)
+    aug = keras_augmenter("default", seed=0)
+    s = tf.constant([1, 2], tf.int64)
+    np.testing.assert_allclose(aug(x.astype(np.uint8), seed=s).numpy(), aug(x, seed=s).numpy(), atol=1e-4)
+
+
 def test_keras_layers_serialise():
     import keras
 
@@ -269,8 +296,14 @@ def test_keras_layers_serialise():
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(aug))
     assert isinstance(clone, CXRAugment) and clone.policy == aug.policy and clone.seed == 3
     assert clone.fused is False and [type(la) for la in clone.layers] == [type(la) for la in aug.layers]
+    fused = keras_augmenter("article004", seed=3)
+    clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(fused))
+    assert clone.fused is True and [type(la) for la in clone.layers] == [type(la) for la in fused.layers]
+    s = tf.constant([5, 6], tf.int64)
+    np.testing.assert_array_equal(clone(textured(), seed=s).numpy(), fused(textured(), seed=s).numpy())
     for layer in (RandomGamma((0.5, 2.0), seed=1), RandomCropResize(0.1, seed=2),
-                  RandomCXRAffine(rotation=10, zoom=0.1, crop=0.05, seed=3)):
+                  RandomCXRAffine(rotation=10, zoom=0.1, crop=0.05, seed=3),
+                  RandomIntensityLUT((0.8, 1.2), (0.7, 1.4), seed=4)):
         cfg = layer.get_config()
         again = type(layer).from_config(cfg)
         assert again.get_config() == cfg

@@ -285,6 +285,37 @@ def test_same_seed_gives_the_same_augmented_batches(index):
     assert not np.array_equal(augmented, plain)  # the preset did change the pixels
 
 
+def test_keras_augmenter_is_parallel_reproducible_and_new_each_epoch(index, monkeypatch):
+    """The Keras executor gets a per-batch seed: the same batches in every run although the map
+    runs in parallel; new draws each epoch (also without shuffling); its own seed matters."""
+    aug = pytest.importorskip("cxrnb.augment")
+    maps = []
+    real_map = tf.data.Dataset.map
+
+    def spy(self, fn, num_parallel_calls=None, deterministic=None, **kw):
+        maps.append(num_parallel_calls)
+        return real_map(self, fn, num_parallel_calls=num_parallel_calls, deterministic=deterministic, **kw)
+
+    monkeypatch.setattr(tf.data.Dataset, "map", spy)
+    kw = dict(image_size=64, batch_size=4, training=True, progress=False)
+
+    def run(aug_seed=0, **more):
+        ds = make_dataset(index, CLASSES, augment=aug.keras_augmenter("default", seed=aug_seed), **{**kw, **more})
+        return np.concatenate([b[0] for b in batches(ds)]), np.concatenate([b[0] for b in batches(ds)])
+
+    maps.clear()
+    a1, a2 = run(seed=5)
+    assert maps and None not in maps  # no sequential map anywhere
+    b1, b2 = run(seed=5, deterministic=False)
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)
+    assert not np.allclose(run(aug_seed=1, seed=5)[0], a1)
+    s1, s2 = run(shuffle=False)
+    assert not np.allclose(s1, s2)  # same order, new draws
+    plain = np.concatenate([b[0] for b in batches(make_dataset(index, CLASSES, **{**kw, "training": False}))])
+    assert np.abs(s1 - plain).mean() > 0.01
+
+
 def test_a_broken_augmenter_fails_before_training(index):
     with pytest.raises(ValueError, match="batch shape"):
         make_dataset(index, CLASSES, image_size=32, training=True, augment=lambda x: x[:, :16], progress=False)
