@@ -1,4 +1,4 @@
-"""Augmented images per second: Keras layers in tf.data vs imgaug via tf.numpy_function vs ImageDataGenerator.
+"""Augmented images per second: Keras layers in tf.data, OpenCV and imgaug via tf.numpy_function, ImageDataGenerator.
 
     python benchmarks/augment.py [--n 512] [--size 224] [--batch 32] [--policy default]
                                  [--out benchmarks/results/augment.json]
@@ -11,7 +11,9 @@ ImageDataGenerator (the reference articles' tool; only `tf.keras.preprocessing.i
 under Keras 3) gets the closest settings: rotation_range, zoom_range, brightness_range,
 width/height_shift_range, horizontal_flip, fill_mode="constant", cval=0. It has no gamma
 contrast and no random crop, so rows marked "IDG-matched" run our executors on the same policy
-minus gamma and crop, for a like-for-like comparison.
+minus gamma and crop, for a like-for-like comparison. The OpenCV executor runs the fused Keras
+executor's computation (same draws' distributions, lookup table, one warp matrix) with cv2.LUT +
+cv2.warpAffine per image.
 """
 from __future__ import annotations
 
@@ -70,7 +72,7 @@ def tfdata_rate(x: np.ndarray, aug, batch: int, parallel: int | str | None = "au
                 seeded: bool = False) -> float:
     """`parallel`: "auto" (tf.data.AUTOTUNE), an int (fixed num_parallel_calls) or None (sequential).
 
-    `seeded`: as `cxrnb.pipeline.make_dataset` runs the Keras executor - the uint8 batch and a
+    `seeded`: as `cxrnb.pipeline.make_dataset` runs the Keras and OpenCV executors - the uint8 batch and a
     per-batch seed from ``Dataset.random`` (stateless draws: parallel and reproducible)."""
     import tensorflow as tf
 
@@ -124,7 +126,7 @@ def main(argv=None) -> dict:
 
     import tensorflow as tf
 
-    from cxrnb.augment import AugmentPolicy, imgaug_augmenter, keras_augmenter
+    from cxrnb.augment import AugmentPolicy, imgaug_augmenter, keras_augmenter, opencv_augmenter
 
     policy = AugmentPolicy.preset(args.policy)
     matched = policy.replace(gamma=[1.0, 1.0], crop=0.0)  # what ImageDataGenerator can express
@@ -154,6 +156,16 @@ def main(argv=None) -> dict:
         "full policy, seed state: reproducible only one batch at a time")
     add("keras fused, per-batch seed, IDG-matched",
         tfdata_rate(x, keras_augmenter(matched, seed=args.seed), args.batch, seeded=True), "no gamma/crop")
+    add("opencv, per-batch seed, map AUTOTUNE",
+        tfdata_rate(x, opencv_augmenter(policy, seed=args.seed), args.batch, seeded=True),
+        "full policy, uint8 in, reproducible (make_dataset's default)")
+    add(f"opencv, float in, tf.data map parallel={cores}",
+        tfdata_rate(x, opencv_augmenter(policy, seed=args.seed), args.batch, cores), "full policy, own Generator")
+    add("opencv, per-batch seed, map sequential",
+        tfdata_rate(x, opencv_augmenter(policy, seed=args.seed), args.batch, None, seeded=True),
+        "full policy: one core's worth")
+    add("opencv, per-batch seed, IDG-matched",
+        tfdata_rate(x, opencv_augmenter(matched, seed=args.seed), args.batch, seeded=True), "no gamma/crop")
     add(f"keras layer chain, tf.data map parallel={cores}",
         tfdata_rate(x, keras_augmenter(policy, seed=args.seed, fused=False), args.batch, cores),
         "full policy; RandomRotation+RandomZoom+crop layers")

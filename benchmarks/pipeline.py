@@ -1,6 +1,6 @@
 """Images/s of the cxrnb tf.data pipeline vs Keras' legacy ImageDataGenerator, same files.
 
-    python benchmarks/pipeline.py [--n 600 --src-size 1000 --size 224 --batch 32 --epochs 3]
+    python benchmarks/pipeline.py [--n 600 --src-size 1000 --size 224 --batch 32 --epochs 3 --later-epochs 8]
 
 Writes (once, then reuses) a Kaggle-layout folder of `--n` ~1000x1000 JPEGs under
 benchmarks/data/, then times, in one process:
@@ -8,7 +8,8 @@ benchmarks/data/, then times, in one process:
 * ImageDataGenerator.flow_from_directory (grayscale, rotation/zoom/brightness), one full pass
   per epoch: the reference articles' loader, which decodes every file every epoch;
 * cxrnb.pipeline.make_dataset(training=True, augment=...): epoch 1 decodes (cold), later epochs
-  read the uint8 images already in memory;
+  read the uint8 images already in memory; the same policy run by the Keras executor (TF ops in
+  the graph) and by the OpenCV executor (cv2 through tf.numpy_function, the pipeline's default);
 * the same after a validation pass filled an on-disk ImageCache (that pass's own cost beside it);
 * the alternatives behind the design: streaming from the ImageCache (`in_memory=False`) and a
   tf.data `map(numpy_function(read_gray))` + `.cache()`;
@@ -156,8 +157,9 @@ def fused_augmenter(degrees: float = 10.0, zoom: float = 0.1, brightness: float 
     return augment
 
 
-def make_augmenter(preset: str | None = None):
-    """cxrnb.augment's Keras executor when that module exists; else a clearly labelled stand-in.
+def make_augmenter(preset: str | None = None, executor: str = "keras"):
+    """cxrnb.augment's `executor` ("keras", "opencv") when that module exists; else a clearly
+    labelled stand-in.
 
     preset None: the policy matched to the ImageDataGenerator baseline (rotation 10, zoom 0.1,
     brightness 0.9-1.1; the default preset minus its gamma and crop); else that preset.
@@ -167,11 +169,10 @@ def make_augmenter(preset: str | None = None):
     except ImportError:
         return fused_augmenter(), ("PLACEHOLDER (cxrnb.augment absent): rotation 10deg + zoom 0.1 fused in one "
                                    "affine warp + brightness 0.1, in-graph per batch")
-    if preset is None:
-        policy = aug.AugmentPolicy.preset("default").replace(gamma=(1.0, 1.0), crop=0.0)
-        return aug.keras_augmenter(policy, seed=0), f"cxrnb.augment.keras_augmenter({policy})"
-    return aug.keras_augmenter(aug.AugmentPolicy.preset(preset), seed=0), \
-        f"cxrnb.augment.keras_augmenter(preset {preset!r})"
+    policy = aug.AugmentPolicy.preset("default").replace(gamma=(1.0, 1.0), crop=0.0) if preset is None \
+        else aug.AugmentPolicy.preset(preset)
+    return aug.make_augmenter(policy, executor, seed=0), \
+        f"cxrnb.augment.make_augmenter({policy if preset is None else repr(preset)}, {executor!r})"
 
 
 def numpy_function_cache_dataset(index: pd.DataFrame, size: int, batch: int, augment, seed: int = 0):
@@ -287,7 +288,9 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--src-size", type=int, default=1000, help="source JPEG side, px")
     ap.add_argument("--size", type=int, default=224, help="model input side, px")
     ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=3, help="ImageDataGenerator epochs (~3 s each)")
+    ap.add_argument("--later-epochs", type=int, default=8,
+                    help="cxrnb rows: epochs after the first (~0.1 s each: several steady the rate)")
     ap.add_argument("--data", type=Path, default=None, help="dataset folder (default benchmarks/data/...)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "pipeline.json")
     ap.add_argument("--no-one-core", action="store_true", help="skip the 1-core repeat")
@@ -301,8 +304,10 @@ def main(argv: list[str] | None = None) -> dict:
     index = folder_index(folder)
     n = len(index)
     aug, aug_name = make_augmenter()
+    cv_aug, _ = make_augmenter(executor="opencv")
     classes = ["normal", "pneumonia"]
     kw = dict(image_size=args.size, batch_size=args.batch, training=True, augment=aug, seed=0, progress=False)
+    kw_cv = {**kw, "augment": cv_aug}
     print(f"{n} images from {folder} ({generator}); augmentation: {aug_name}")
     from cxrnb.index import image_paths
 
@@ -312,9 +317,11 @@ def main(argv: list[str] | None = None) -> dict:
         costs["noise blurred away (smoother, like real films)"] = decode_costs(
             smoothed_copies(sample, Path(tmp)), args.size)
     results: dict[str, list[dict]] = {}
+    cx_epochs = 1 + args.later_epochs
     # Process-wide one-time costs (TF kernels, Keras op set-up) are paid here, untimed, so that
     # they are not billed to whichever loader happens to run first.
     epoch(pipeline.make_dataset(index.head(8), classes, **{**kw, "batch_size": 4}))
+    epoch(pipeline.make_dataset(index.head(8), classes, **{**kw_cv, "batch_size": 4}))
     epoch(numpy_function_cache_dataset(index.head(8), args.size, 4, make_augmenter()[0]))
 
     # ImageDataGenerator: an endless iterator; one epoch = len(it) batches
@@ -325,8 +332,10 @@ def main(argv: list[str] | None = None) -> dict:
         idg.append({"epoch": e + 1, "images": m, "seconds": dt, "images_per_s": m / dt})
     results["ImageDataGenerator.flow_from_directory"] = idg
 
-    results["cxrnb make_dataset (decodes in epoch 1)"] = run_epochs(
-        lambda: pipeline.make_dataset(index, classes, **kw), args.epochs)
+    results["cxrnb make_dataset, Keras executor (decodes in epoch 1)"] = run_epochs(
+        lambda: pipeline.make_dataset(index, classes, **kw), cx_epochs)
+    results["cxrnb make_dataset, OpenCV executor (decodes in epoch 1)"] = run_epochs(
+        lambda: pipeline.make_dataset(index, classes, **kw_cv), cx_epochs)
 
     with tempfile.TemporaryDirectory() as tmp:
         # the validation cache at the pipeline's size: epoch 1 then reads pixels, no resize
@@ -342,25 +351,32 @@ def main(argv: list[str] | None = None) -> dict:
         vdt, _ = timed(lambda: validate_images(index, cache=cache, progress=False))
         results["validation pass (decode, hash, fill ImageCache)"] = [
             {"epoch": 0, "images": n, "seconds": vdt, "images_per_s": n / vdt}]
-        results["cxrnb after validation (cache=ImageCache)"] = run_epochs(
-            lambda: pipeline.make_dataset(index, classes, cache=cache, **kw), args.epochs)
+        results["cxrnb after validation (cache=ImageCache), Keras"] = run_epochs(
+            lambda: pipeline.make_dataset(index, classes, cache=cache, **kw), cx_epochs)
+        results["cxrnb after validation (cache=ImageCache), OpenCV"] = run_epochs(
+            lambda: pipeline.make_dataset(index, classes, cache=cache, **kw_cv), cx_epochs)
         results["alt: in_memory=False, streaming an empty ImageCache"] = run_epochs(
             lambda: pipeline.make_dataset(index, classes, cache=Path(tmp) / "stream", in_memory=False, **kw),
-            args.epochs)
+            cx_epochs)
     full_aug, full_name = make_augmenter("default")
-    results["cxrnb, full 'default' preset (adds gamma + crop)"] = run_epochs(
-        lambda: pipeline.make_dataset(index, classes, **{**kw, "augment": full_aug}), args.epochs)
+    results["cxrnb, full 'default' preset (adds gamma + crop), Keras"] = run_epochs(
+        lambda: pipeline.make_dataset(index, classes, **{**kw, "augment": full_aug}), cx_epochs)
+    results["cxrnb, full 'default' preset (adds gamma + crop), OpenCV"] = run_epochs(
+        lambda: pipeline.make_dataset(index, classes, **{**kw, "augment": make_augmenter("default", "opencv")[0]}),
+        cx_epochs)
     results["cxrnb, no augmentation (val/test)"] = run_epochs(
-        lambda: pipeline.make_dataset(index, classes, **{**kw, "training": False}), args.epochs)
+        lambda: pipeline.make_dataset(index, classes, **{**kw, "training": False}), cx_epochs)
     results["alt: tf.data map(numpy_function(read_gray)) + .cache()"] = run_epochs(
-        lambda: numpy_function_cache_dataset(index, args.size, args.batch, aug), args.epochs)
+        lambda: numpy_function_cache_dataset(index, args.size, args.batch, aug), cx_epochs)
 
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     if not args.no_one_core and len(cores) > 1:
         os.sched_setaffinity(0, {cores[0]})  # threads of this process now share one core
         try:
-            results["cxrnb make_dataset, 1 core"] = run_epochs(
-                lambda: pipeline.make_dataset(index, classes, **kw), args.epochs)
+            results["cxrnb make_dataset, Keras executor, 1 core"] = run_epochs(
+                lambda: pipeline.make_dataset(index, classes, **kw), cx_epochs)
+            results["cxrnb make_dataset, OpenCV executor, 1 core"] = run_epochs(
+                lambda: pipeline.make_dataset(index, classes, **kw_cv), cx_epochs)
             it1 = idg_iterator(folder, args.size, args.batch)
             dt, m = timed(lambda: epoch(it1, len(it1)))
             results["ImageDataGenerator.flow_from_directory, 1 core"] = [
@@ -409,6 +425,7 @@ def main(argv: list[str] | None = None) -> dict:
     report = {
         "config": {**{k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                    "images": n, "generator": generator, "augmentation": aug_name,
+                   "augmentation_opencv": make_augmenter(executor="opencv")[1],
                    "full_default_augmentation": full_name},
         "environment": {"python": platform.python_version(), "tensorflow": tf.__version__,
                         "cpus": len(cores) or os.cpu_count(), "machine": platform.machine()},

@@ -11,9 +11,10 @@ Why decode up front (`load_images`, a thread pool) instead of `map(numpy_functio
 
 * Speed is a tie (measured by `benchmarks/pipeline.py`, 600 synthetic 1000x1000 JPEGs, 2 cores:
   ~360 vs ~355 images/s for the first epoch, ~2,000 vs ~2,300 for later ones with the same
-  parallel augmentation). A first epoch is decoding (~3.6 ms per noisy 1000x1000 JPEG, ~1.5 ms
-  for a smoother one); PIL releases the GIL while it decodes, so a thread pool keeps every core
-  busy just as a parallel `numpy_function` map does. Later epochs decode nothing: each batch is
+  parallel Keras-executor augmentation; the default OpenCV executor reaches ~7,000-8,000). A
+  first epoch is decoding (~3.6 ms per noisy 1000x1000 JPEG, ~1.5 ms for a smoother one); PIL
+  releases the GIL while it decodes, so a thread pool keeps every core busy just as a parallel
+  `numpy_function` map does. Later epochs decode nothing: each batch is
   one `tf.gather` of shuffled indices from a uint8 tensor (~20,000 images/s without
   augmentation), so their rate is the augmenter's.
 * Memory. `.cache()` followed by `.shuffle(N)` keeps a second copy of every image in the
@@ -39,6 +40,7 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -47,11 +49,19 @@ from PIL import Image
 from .images import ImageCache, ImageError, read_gray
 from .index import SPLITS, check_index, image_paths
 
+if TYPE_CHECKING:
+    from .augment import AugmentPolicy
+
 #: Smallest image side the pipeline accepts (as `cxrnb.images.MIN_SIDE`).
 MIN_IMAGE_SIZE = 32
 LABEL_MODES = ("int", "categorical", "binary")
 
 Augmenter = Callable[..., object]  # float32 (B, H, W, C) in 0..255 -> same shape, in-graph
+#: Executor of a preset name / `AugmentPolicy` given as `augment`. OpenCV: ~4x the Keras
+#: executor's rate on 2 CPU cores (later epochs ~7,000-8,000 vs ~1,900 img/s, ~35-40x
+#: ImageDataGenerator: benchmarks/pipeline.py), with the same draws' distributions and arithmetic.
+#: Pass executor="keras" for a graph without Python (TPU, SavedModel).
+DEFAULT_EXECUTOR = "opencv"
 
 
 # --------------------------------------------------------------------------- checks and labels
@@ -175,22 +185,26 @@ def load_images(
 
 # --------------------------------------------------------------------------- tf.data
 
-def _resolve_augment(augment: Augmenter | str | None, seed: int) -> Augmenter | None:
-    """A callable augmenter; a preset name (e.g. "default") is built by `cxrnb.augment` with `seed`."""
+def _resolve_augment(augment: Augmenter | str | AugmentPolicy | None, seed: int,
+                     executor: str) -> Augmenter | None:
+    """A callable augmenter; a preset name (e.g. "default") or an `AugmentPolicy` is run by
+    `executor` ("opencv", "keras" or "imgaug", see `cxrnb.augment.EXECUTORS`) seeded with `seed`."""
     if augment is None or callable(augment):
         return augment
-    if isinstance(augment, str):
-        from . import augment as aug  # written alongside; imported only when asked for
+    from . import augment as aug  # written alongside; imported only when asked for
 
-        return aug.keras_augmenter(aug.AugmentPolicy.preset(augment), seed=seed)
-    raise TypeError(f"augment must be a callable, a preset name or None, got {type(augment).__name__}")
+    if isinstance(augment, (str, aug.AugmentPolicy)):
+        return aug.make_augmenter(augment, executor, seed=seed)
+    raise TypeError(f"augment must be a callable, a preset name, an AugmentPolicy or None, "
+                    f"got {type(augment).__name__}")
 
 
 def _seedable(augment: Augmenter) -> bool:
-    """True for an augmenter that takes a per-batch ``seed`` tensor (the fused Keras executor)."""
+    """True for an augmenter that takes a per-batch ``seed`` tensor (the fused Keras executor,
+    the OpenCV executor)."""
     from . import augment as aug
 
-    return isinstance(augment, aug.CXRAugment) and augment.fused
+    return isinstance(augment, aug.OpenCVAugmenter) or (isinstance(augment, aug.CXRAugment) and augment.fused)
 
 
 def _check_augment(augment: Augmenter, hw: tuple[int, int], seeded: bool = False) -> None:
@@ -216,7 +230,8 @@ def make_dataset(
     batch_size: int = 32,
     channels: int = 1,
     training: bool = False,
-    augment: Augmenter | str | None = None,
+    augment: Augmenter | str | AugmentPolicy | None = None,
+    executor: str = DEFAULT_EXECUTOR,
     shuffle: bool | None = None,
     seed: int = 0,
     cache: ImageCache | str | Path | None = None,
@@ -235,16 +250,21 @@ def make_dataset(
     (B, 1) with `classes[1]` as 1 (two classes only).
 
     `training=True` shuffles (unless `shuffle=False`) and applies `augment` - a callable on a
-    float32 (B, H, W, 1) batch in 0..255, or a `cxrnb.augment` preset name - per batch inside
-    the graph; without `training` the augmenter is ignored, so the same keyword arguments
-    serve train, val and test. `seed` fixes the shuffle order (a new order each epoch, the same
-    sequence of orders each run) and the augmentation draws. The Keras executor
-    (`cxrnb.augment.keras_augmenter`, or a preset name) gets a per-batch seed, ``[its own seed,
-    a number drawn for the batch from `seed`]`` (new numbers each epoch, the same each run), so
-    batches are augmented in parallel and still identically in every run. `deterministic` only
-    matters for an augmenter that takes no seed (a plain callable, the imgaug executor, a
-    ``fused=False`` Keras executor): True augments one batch at a time, so its draws land on the
-    same batches every run; False augments in parallel (faster, run-dependent order).
+    float32 (B, H, W, 1) batch in 0..255, or a `cxrnb.augment` preset name or `AugmentPolicy`,
+    run by `executor` - per batch inside the pipeline; without `training` the augmenter is
+    ignored, so the same keyword arguments serve train, val and test. `executor` defaults to
+    "opencv" (`cxrnb.augment.opencv_augmenter`: cv2.LUT + one cv2.warpAffine per image through
+    ``tf.numpy_function``, ~4x the rate of the in-graph TF warp on 2 cores, see
+    benchmarks/pipeline.py); "keras" (`keras_augmenter`, the same policy, distributions and
+    arithmetic, pure TF ops) is for graphs that must not call Python (TPU, SavedModel).
+    `seed` fixes the shuffle order (a new order each epoch, the same sequence of orders each run)
+    and the augmentation draws. The OpenCV and fused Keras executors get a per-batch seed,
+    ``[their own seed, a number drawn for the batch from `seed`]`` (new numbers each epoch, the
+    same each run), so batches are augmented in parallel and still identically in every run.
+    `deterministic` only matters for an augmenter that takes no seed (a plain callable, the
+    imgaug executor, a ``fused=False`` Keras executor): True augments one batch at a time, so
+    its draws land on the same batches every run; False augments in parallel (faster,
+    run-dependent order).
 
     Images are decoded once, up front (`load_images`; `cache` skips decoding what validation
     already decoded). `in_memory=False` instead streams the pixels from the on-disk `cache`
@@ -266,7 +286,7 @@ def make_dataset(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     ids = labels_to_ids(index["label"], classes)
     shuffle = training if shuffle is None else shuffle
-    augment = _resolve_augment(augment, seed) if training else None
+    augment = _resolve_augment(augment, seed, executor) if training else None
     seeded = augment is not None and _seedable(augment)
     if augment is not None:
         _check_augment(augment, hw, seeded)
@@ -358,7 +378,7 @@ def make_datasets(
 ) -> Mapping[str, object]:
     """{split: dataset} for an index with a `split` column; only "train" is built with `training=True`.
 
-    `kwargs` go to `make_dataset` (the augmenter is applied to the train split only).
+    `kwargs` go to `make_dataset` (the augmenter, and its `executor`, apply to the train split only).
     """
     if split_column not in index.columns:
         raise ValueError(f"index has no {split_column!r} column: split it first (cxrnb.splits)")

@@ -14,10 +14,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from .augment import AugmentPolicy, CXRAugment, ImgaugAugmenter, imgaug_augmenter, keras_augmenter
+from .augment import EXECUTORS as _EXECUTORS
+from .augment import AugmentPolicy, CXRAugment, make_augmenter
 
 DPI = 80
-EXECUTORS = ("keras", "imgaug")
+EXECUTORS = tuple(_EXECUTORS)  # ("keras", "opencv", "imgaug")
 
 
 def _hw1(image) -> np.ndarray:
@@ -33,11 +34,7 @@ def _hw1(image) -> np.ndarray:
 
 def _executor(augmenter, seed: int, executor: str):
     if isinstance(augmenter, (str, AugmentPolicy)):
-        if executor == "keras":
-            return keras_augmenter(augmenter, seed=seed)
-        if executor == "imgaug":
-            return imgaug_augmenter(augmenter, seed=seed)
-        raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        return make_augmenter(augmenter, executor, seed=seed)  # ValueError names the executors
     if callable(augmenter):
         return augmenter
     raise TypeError(f"expected an AugmentPolicy, a preset name or an augmenter, got {type(augmenter).__name__}")
@@ -52,12 +49,12 @@ def draws(image, augmenter="default", n: int = 8, *, seed: int = 0, executor: st
         out = aug(x)
         return np.asarray(out.numpy() if hasattr(out, "numpy") else out, np.float32)
     m = np.repeat(np.asarray(mask).reshape(*x.shape[1:3], -1)[None], n, axis=0)
-    if isinstance(aug, ImgaugAugmenter):
+    if hasattr(aug, "augment_numpy"):  # ImgaugAugmenter, OpenCVAugmenter
         return aug.augment_numpy(x, m)
     if isinstance(aug, CXRAugment):
         xo, mo = aug.with_masks(x, m)
         return np.asarray(xo), np.asarray(mo)
-    raise TypeError("masks need a CXRAugment or ImgaugAugmenter (or a policy)")
+    raise TypeError("masks need a CXRAugment, OpenCVAugmenter or ImgaugAugmenter (or a policy)")
 
 
 def _show(ax, img, title: str | None = None, ylabel: str | None = None) -> None:
@@ -145,9 +142,9 @@ def intensity_histograms(images_before, images_after, *, bins: int = 64) -> Figu
 
 
 def compare_executors(image, policy="default", n: int = 6, seed: int = 0) -> Figure:
-    """Row 1: `n` draws of the Keras executor; row 2: `n` draws of the imgaug executor (same policy)."""
-    fig = Figure(figsize=(1.6 * n, 3.5), dpi=DPI, layout="constrained")
-    axes = np.asarray(fig.subplots(2, n)).reshape(2, n)
+    """One row of `n` draws per executor (Keras in-graph, OpenCV, imgaug), all of the same policy."""
+    fig = Figure(figsize=(1.6 * n, 1.75 * len(EXECUTORS)), dpi=DPI, layout="constrained")
+    axes = np.asarray(fig.subplots(len(EXECUTORS), n)).reshape(len(EXECUTORS), n)
     for r, ex in enumerate(EXECUTORS):
         out = draws(image, policy, n, seed=seed, executor=ex)
         for c, o in enumerate(out):

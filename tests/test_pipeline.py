@@ -285,9 +285,10 @@ def test_same_seed_gives_the_same_augmented_batches(index):
     assert not np.array_equal(augmented, plain)  # the preset did change the pixels
 
 
-def test_keras_augmenter_is_parallel_reproducible_and_new_each_epoch(index, monkeypatch):
-    """The Keras executor gets a per-batch seed: the same batches in every run although the map
-    runs in parallel; new draws each epoch (also without shuffling); its own seed matters."""
+@pytest.mark.parametrize("executor", ["keras", "opencv"])
+def test_seeded_executors_are_parallel_reproducible_and_new_each_epoch(index, monkeypatch, executor):
+    """The Keras and OpenCV executors get a per-batch seed: the same batches in every run although
+    the map runs in parallel; new draws each epoch (also without shuffling); their own seed matters."""
     aug = pytest.importorskip("cxrnb.augment")
     maps = []
     real_map = tf.data.Dataset.map
@@ -300,7 +301,8 @@ def test_keras_augmenter_is_parallel_reproducible_and_new_each_epoch(index, monk
     kw = dict(image_size=64, batch_size=4, training=True, progress=False)
 
     def run(aug_seed=0, **more):
-        ds = make_dataset(index, CLASSES, augment=aug.keras_augmenter("default", seed=aug_seed), **{**kw, **more})
+        ds = make_dataset(index, CLASSES, augment=aug.make_augmenter("default", executor, seed=aug_seed),
+                          **{**kw, **more})
         return np.concatenate([b[0] for b in batches(ds)]), np.concatenate([b[0] for b in batches(ds)])
 
     maps.clear()
@@ -315,6 +317,32 @@ def test_keras_augmenter_is_parallel_reproducible_and_new_each_epoch(index, monk
     plain = np.concatenate([b[0] for b in batches(make_dataset(index, CLASSES, **{**kw, "training": False}))])
     assert np.abs(s1 - plain).mean() > 0.01
 
+
+
+def test_executor_runs_a_preset_or_a_policy(index, monkeypatch):
+    """`executor` picks who runs a preset name or an AugmentPolicy (OpenCV by default); both give
+    reproducible batches for a seed, new ones each epoch, in [0, 1]."""
+    aug = pytest.importorskip("cxrnb.augment")
+    assert pipeline.DEFAULT_EXECUTOR == "opencv"
+    assert isinstance(pipeline._resolve_augment("default", 0, pipeline.DEFAULT_EXECUTOR), aug.OpenCVAugmenter)
+    policy = aug.AugmentPolicy.preset("article002")
+    built = pipeline._resolve_augment(policy, 3, "keras")
+    assert isinstance(built, aug.CXRAugment) and built.policy == policy and built.seed == 3
+    with pytest.raises(ValueError, match="executor must be one of"):
+        pipeline._resolve_augment("default", 0, "cuda")
+    with pytest.raises(TypeError, match="AugmentPolicy"):
+        pipeline._resolve_augment(3, 0, "opencv")
+    kw = dict(image_size=48, batch_size=8, training=True, progress=False, seed=2)
+    for augment, executor in ((policy, "opencv"), (policy, "keras"), ("default", "opencv")):
+        ds = make_dataset(index, CLASSES, augment=augment, executor=executor, **kw)
+        e1, e2 = np.concatenate([b[0] for b in batches(ds)]), np.concatenate([b[0] for b in batches(ds)])
+        again = make_dataset(index, CLASSES, augment=augment, executor=executor, **kw)
+        np.testing.assert_array_equal(e1, np.concatenate([b[0] for b in batches(again)]))
+        assert e1.shape == (24, 48, 48, 1) and 0.0 <= e1.min() and e1.max() <= 1.0
+        assert not np.allclose(e1, e2)
+    sets = make_datasets(index.assign(split=["train"] * 16 + ["val"] * 8), CLASSES, image_size=32,
+                         batch_size=8, augment=policy, executor="keras", progress=False)
+    assert len(list(sets["train"])) == 2 and len(list(sets["val"])) == 1
 
 def test_a_broken_augmenter_fails_before_training(index):
     with pytest.raises(ValueError, match="batch shape"):
