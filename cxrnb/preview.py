@@ -149,7 +149,7 @@ def compare_executors(image, policy="default", n: int = 6, seed: int = 0) -> Fig
         out = draws(image, policy, n, seed=seed, executor=ex)
         for c, o in enumerate(out):
             _show(axes[r, c], o, f"draw {c + 1}" if r == 0 else None, ylabel=ex if c == 0 else None)
-    fig.suptitle(f"{_name(policy)}: Keras layers vs imgaug, seed {seed}", fontsize=10)
+    fig.suptitle(f"{_name(policy)}: one policy, {len(EXECUTORS)} executors, seed {seed}", fontsize=10)
     return fig
 
 
