@@ -44,9 +44,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-from PIL import Image
 
-from .images import ImageCache, ImageError, read_gray
+from .images import ImageCache, ImageError, read_gray, resize_gray
 from .index import SPLITS, check_index, image_paths
 
 if TYPE_CHECKING:
@@ -110,14 +109,6 @@ def labels_to_ids(labels: Sequence[str] | pd.Series, classes: Sequence[str]) -> 
 
 # --------------------------------------------------------------------------- decoding
 
-def _resize(arr: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    if arr.shape == hw:
-        return arr
-    shrink = arr.shape[0] >= hw[0] and arr.shape[1] >= hw[1]
-    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), resample))
-
-
 def _as_cache(cache: ImageCache | str | Path | None, hw: tuple[int, int]) -> ImageCache | None:
     if cache is None or isinstance(cache, ImageCache):
         return cache
@@ -136,7 +127,7 @@ def _read_one(path: Path, hw: tuple[int, int], cache: ImageCache | None) -> np.n
     if arr is None or arr.shape != cache.size:
         arr = read_gray(path, cache.size)[0]
         cache.put(path, arr)
-    return _resize(arr, hw)
+    return resize_gray(arr, hw)
 
 
 def _with_row(e: ImageError, row: object) -> ImageError:

@@ -181,17 +181,14 @@ def read_covid_chestxray(
     return df
 
 
-_KAGGLE_PATIENT = [
-    (re.compile(r"^(person\d+)_", re.I), None),
-    (re.compile(r"^(NORMAL2-IM-\d+)-", re.I), None),
-    (re.compile(r"^(IM-\d+)-", re.I), None),
-]
+_KAGGLE_PATIENT = [re.compile(r"^(person\d+)_", re.I), re.compile(r"^(NORMAL2-IM-\d+)-", re.I),
+                   re.compile(r"^(IM-\d+)-", re.I)]
 _KAGGLE_SUBTYPE = re.compile(r"_(bacteria|virus)_", re.I)
 
 
 def kaggle_patient(filename: str) -> str | None:
     """Patient id that a Kaggle pneumonia filename encodes (``person12``, ``IM-0115``), else None."""
-    for rx, _ in _KAGGLE_PATIENT:
+    for rx in _KAGGLE_PATIENT:
         m = rx.match(filename)
         if m:
             return m.group(1)
