@@ -164,7 +164,7 @@ def load_images(
     workers = workers or min(8, (os.cpu_count() or 1) + 1)
     pool = ThreadPoolExecutor(workers)
     try:
-        from tqdm.auto import tqdm
+        from tqdm import tqdm
 
         for _ in tqdm(pool.map(work, range(len(paths))), total=len(paths), desc="decode",
                       unit="img", disable=not progress, leave=False):
