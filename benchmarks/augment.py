@@ -11,7 +11,7 @@ ImageDataGenerator (the reference articles' tool; only `tf.keras.preprocessing.i
 under Keras 3) gets the closest settings: rotation_range, zoom_range, brightness_range,
 width/height_shift_range, horizontal_flip, fill_mode="constant", cval=0. It has no gamma
 contrast and no random crop, so rows marked "IDG-matched" run our executors on the same policy
-minus gamma and crop, for a like-for-like comparison. The OpenCV executor runs the fused Keras
+minus gamma and crop, for a like-for-like comparison. The OpenCV executor runs the Keras
 executor's computation (same draws' distributions, lookup table, one warp matrix) with cv2.LUT +
 cv2.warpAffine per image.
 """
@@ -166,9 +166,6 @@ def main(argv=None) -> dict:
         "full policy: one core's worth")
     add("opencv, per-batch seed, IDG-matched",
         tfdata_rate(x, opencv_augmenter(matched, seed=args.seed), args.batch, seeded=True), "no gamma/crop")
-    add(f"keras layer chain, tf.data map parallel={cores}",
-        tfdata_rate(x, keras_augmenter(policy, seed=args.seed, fused=False), args.batch, cores),
-        "full policy; RandomRotation+RandomZoom+crop layers")
     add("imgaug numpy_function, tf.data map AUTOTUNE",
         tfdata_rate(x, imgaug_augmenter(policy, seed=args.seed), args.batch), "full policy")
     add(f"imgaug numpy_function, tf.data map parallel={cores}",

@@ -28,18 +28,14 @@ Why each parameter is bounded (see `describe` for the table a notebook shows):
 
 Executors:
 
-* `keras_augmenter(policy, seed=...)`: a Keras layer (`CXRAugment`). By default (``fused=True``)
-  two custom layers do all the work, one gather and one warp per batch: `RandomIntensityLUT`
-  (brightness then gamma as one per-image 256-entry lookup table on the 8-bit values) and
-  `RandomCXRAffine` (crop, rotation, zoom, shift, flip as one bilinear warp). ``fused=False``
-  chains Keras 3's own preprocessing layers (`RandomRotation`, `RandomZoom`,
-  `RandomTranslation`, `RandomFlip`) with `RandomCropResize` (imgaug's ``Crop(keep_size=True)``),
-  `RandomBrightnessScale` (*multiplicative*, as ImageDataGenerator's ``brightness_range`` and
-  imgaug's ``Multiply``; Keras' ``RandomBrightness`` *adds*) and `RandomGamma`: slower and
-  blurrier, kept for comparison. It runs per batch inside ``tf.data.Dataset.map`` (graph mode);
+* `keras_augmenter(policy, seed=...)`: a Keras layer (`CXRAugment`). Two custom layers do all
+  the work, one gather and one warp per batch: `RandomIntensityLUT` (brightness, *multiplicative*
+  as ImageDataGenerator's ``brightness_range`` and imgaug's ``Multiply``, then gamma, as one
+  per-image 256-entry lookup table on the 8-bit values) and `RandomCXRAffine` (crop, rotation,
+  zoom, shift, flip as one bilinear warp). It runs per batch inside ``tf.data.Dataset.map`` (graph mode);
   given a per-batch ``seed`` tensor its draws are stateless, so a parallel map is reproducible
   (what `cxrnb.pipeline.make_dataset` does; see ``benchmarks/augment.py``).
-* `opencv_augmenter(policy, seed=...)`: the fused executor's computation (the same parameter
+* `opencv_augmenter(policy, seed=...)`: the Keras executor's computation (the same parameter
   formulas, in numpy: `sample_transforms`; the same lookup table and warp matrix) done by OpenCV
   through ``tf.numpy_function``: ``cv2.LUT`` then one ``cv2.warpAffine`` per image, ~4x the
   Keras executor's rate in tf.data on 2 CPU cores (the warp alone is ~6x faster). Its random
@@ -70,8 +66,7 @@ __all__ = [
     "AugmentPolicy", "PRESETS", "PRESET_SOURCES", "BOUNDS", "describe",
     "keras_augmenter", "imgaug_sequence", "imgaug_augmenter", "augment_with_masks",
     "opencv_augmenter", "OpenCVAugmenter", "sample_transforms", "EXECUTORS", "make_augmenter",
-    "CXRAugment", "ImgaugAugmenter", "RandomGamma", "RandomCropResize", "RandomBrightnessScale",
-    "RandomIntensityLUT", "RandomCXRAffine",
+    "CXRAugment", "ImgaugAugmenter", "RandomIntensityLUT", "RandomCXRAffine",
 ]
 
 VALUE_RANGE = (0.0, 255.0)
@@ -280,8 +275,8 @@ def _batch_seed(seed: int | None, offset: int) -> int | None:
 
 class _CXRLayer(keras.layers.Layer):
     """Base of the custom layers: the Keras 3 image-preprocessing protocol
-    (`get_random_transformation` / `transform_images` / `transform_segmentation_masks`), so that
-    `CXRAugment` drives built-in and custom layers alike."""
+    (`get_random_transformation` / `transform_images` / `transform_segmentation_masks`), which
+    `CXRAugment` drives."""
 
     def __init__(self, seed: int | None = None, **kwargs):
         super().__init__(**kwargs)
@@ -315,68 +310,12 @@ class _CXRLayer(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="cxrnb")
-class RandomGamma(_CXRLayer):
-    """Gamma contrast per image: ``lo + (hi-lo) * ((x-lo)/(hi-lo)) ** g``, g ~ U(gamma).
-
-    Like imgaug's ``GammaContrast``; on 0..255 inputs by default (`value_range`)."""
-
-    def __init__(self, gamma=(0.8, 1.25), value_range=VALUE_RANGE, seed=None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        self.gamma = _check_pair("gamma", gamma)
-        self.value_range = tuple(float(v) for v in value_range)
-
-    def get_random_transformation(self, images, training=True, seed=None):
-        if not training:
-            return None
-        return {"gamma": self._uniform(images, self.gamma[0], self.gamma[1], seed, (1, 1, 1))}
-
-    def transform_images(self, images, transformation, training=True):
-        images = ops.cast(images, self.compute_dtype)
-        if not training or transformation is None:
-            return images
-        lo, hi = self.value_range
-        x = ops.clip((images - lo) / (hi - lo), 0.0, 1.0)
-        return ops.power(x, ops.cast(transformation["gamma"], x.dtype)) * (hi - lo) + lo
-
-    def get_config(self):
-        return {**super().get_config(), "gamma": list(self.gamma), "value_range": list(self.value_range)}
-
-
-@keras.saving.register_keras_serializable(package="cxrnb")
-class RandomBrightnessScale(_CXRLayer):
-    """Multiplicative brightness per image, f ~ U(factor), clipped to `value_range`.
-
-    Keras' own ``RandomBrightness`` *adds* ``factor * 255``; ImageDataGenerator's
-    ``brightness_range`` and imgaug's ``Multiply`` (what the articles used) multiply."""
-
-    def __init__(self, factor=(0.9, 1.1), value_range=VALUE_RANGE, seed=None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        self.factor = _check_pair("brightness", factor)
-        self.value_range = tuple(float(v) for v in value_range)
-
-    def get_random_transformation(self, images, training=True, seed=None):
-        if not training:
-            return None
-        return {"factor": self._uniform(images, self.factor[0], self.factor[1], seed, (1, 1, 1))}
-
-    def transform_images(self, images, transformation, training=True):
-        images = ops.cast(images, self.compute_dtype)
-        if not training or transformation is None:
-            return images
-        out = images * ops.cast(transformation["factor"], images.dtype)
-        return ops.clip(out, self.value_range[0], self.value_range[1])
-
-    def get_config(self):
-        return {**super().get_config(), "factor": list(self.factor), "value_range": list(self.value_range)}
-
-
-@keras.saving.register_keras_serializable(package="cxrnb")
 class RandomIntensityLUT(_CXRLayer):
     """Brightness then gamma as ONE per-image 256-entry lookup table on 8-bit pixel values.
 
-    ``lut[v] = 255 * (clip(f * v, 0, 255) / 255) ** g`` with f ~ U(brightness), g ~ U(gamma): the
-    same values as `RandomBrightnessScale` followed by `RandomGamma`, for one gather per pixel
-    instead of a multiply, a clip and a ``pow`` (about 2.5x less time). Inputs are taken as
+    ``lut[v] = 255 * (clip(f * v, 0, 255) / 255) ** g`` with f ~ U(brightness), g ~ U(gamma)
+    (imgaug's ``Multiply`` then ``GammaContrast``): one gather per pixel instead of a multiply, a
+    clip and a ``pow``. Inputs are taken as
     0..255 integers: integer dtypes are used as they are, floats are rounded (as the imgaug
     executor rounds to uint8). ``lut[0] == 0``, so a black fill stays black. Returns float32.
     """
@@ -420,58 +359,13 @@ class RandomIntensityLUT(_CXRLayer):
 
 
 @keras.saving.register_keras_serializable(package="cxrnb")
-class RandomCropResize(_CXRLayer):
-    """Remove up to `crop` of the height/width from each side independently, then resize back.
-
-    The same as imgaug's ``Crop(percent=(0, crop), keep_size=True)``, done as one affine warp per
-    image (``keras.ops.image.affine_transform``), so masks follow with nearest interpolation."""
-
-    def __init__(self, crop=0.1, interpolation="bilinear", seed=None, **kwargs):
-        super().__init__(seed=seed, **kwargs)
-        self.crop = _check_scalar("crop", crop)
-        self.interpolation = interpolation
-
-    def get_random_transformation(self, images, training=True, seed=None):
-        if not training:
-            return None
-        # fractions removed from (top, bottom, left, right)
-        return {"fractions": self._uniform(images, 0.0, self.crop, seed, (4,))}
-
-    def _warp(self, images, transformation, interpolation):
-        shape = ops.shape(images)
-        h, w = ops.cast(shape[1], "float32"), ops.cast(shape[2], "float32")
-        f = ops.cast(transformation["fractions"], "float32")
-        top, bottom, left, right = f[:, 0], f[:, 1], f[:, 2], f[:, 3]
-        zero = ops.zeros_like(top)
-        # output (x, y) samples input (x * sx + left * w, y * sy + top * h)
-        matrix = ops.stack([1.0 - left - right, zero, left * w,
-                            zero, 1.0 - top - bottom, top * h, zero, zero], axis=1)
-        return keras.ops.image.affine_transform(images, matrix, interpolation=interpolation,
-                                                fill_mode="constant", fill_value=0)
-
-    def transform_images(self, images, transformation, training=True):
-        images = ops.cast(images, self.compute_dtype)
-        if not training or transformation is None:
-            return images
-        return self._warp(images, transformation, self.interpolation)
-
-    def transform_segmentation_masks(self, masks, transformation, training=True):
-        if not training or transformation is None:
-            return masks
-        return self._warp(masks, transformation, "nearest")
-
-    def get_config(self):
-        return {**super().get_config(), "crop": self.crop, "interpolation": self.interpolation}
-
-
-@keras.saving.register_keras_serializable(package="cxrnb")
 class RandomCXRAffine(_CXRLayer):
     """Crop, rotation, zoom, shift and (optional) horizontal flip composed into ONE affine warp per
-    image: one interpolation instead of one per built-in layer (sharper, and about 3x faster).
+    image: one interpolation instead of one per Keras layer (sharper, and about 3x faster).
 
-    Draws match the chain of layers it replaces: crop fractions ~ U(0, crop) per side, angle ~
+    Draws: crop fractions ~ U(0, crop) per side, angle ~
     U(-rotation, rotation) degrees, scale ~ U(1 - zoom, 1 + zoom) (>1 zooms out, as in Keras'
-    RandomZoom), shift ~ U(-shift, shift) of H and W, flip with probability 0.5. Outside: 0."""
+    ``RandomZoom``), shift ~ U(-shift, shift) of H and W, flip with probability 0.5. Outside: 0."""
 
     def __init__(self, rotation=0.0, zoom=0.0, shift=0.0, crop=0.0, horizontal_flip=False,
                  interpolation="bilinear", seed=None, **kwargs):
@@ -535,18 +429,19 @@ class RandomCXRAffine(_CXRLayer):
 class CXRAugment(keras.layers.Layer):
     """The Keras executor of an `AugmentPolicy`: ``layer(images)`` or ``layer.with_masks(images, masks)``.
 
-    Fused (default): `RandomIntensityLUT` (brightness, gamma) on the 8-bit input values, then one
-    `RandomCXRAffine` warp (crop, rotation, zoom, shift, flip), then a clip to 0..255; integer
-    (uint8) batches go to the lookup table as they are, float ones are rounded first.
-    ``fused=False``: a chain of Keras' own geometric layers, then `RandomBrightnessScale` and
-    `RandomGamma`, then the clip. Sub-layers are seeded with ``seed * 1000 + k`` (k: 0 crop or
-    affine, 1-4 Keras' layers, 5 brightness or lookup table, 6 gamma).
+    `RandomIntensityLUT` (brightness, gamma) on the 8-bit input values, then one `RandomCXRAffine`
+    warp (crop, rotation, zoom, shift, flip), then a clip to 0..255; integer (uint8) batches go to
+    the lookup table as they are, float ones are rounded first. Sub-layers are seeded with
+    ``seed * 1000 + k`` (k: 0 affine, 5 lookup table).
     ``training`` defaults to True (it is meant for the training branch of a tf.data pipeline);
     inside a model, Keras passes training=False at inference and the layer is the identity.
     """
 
     def __init__(self, policy: AugmentPolicy | Mapping | str = "default", seed: int | None = 0,
-                 interpolation: str = "bilinear", fused: bool = True, **kwargs):
+                 interpolation: str = "bilinear", **kwargs):
+        if not kwargs.pop("fused", True):  # configs saved before the layer chain was removed
+            raise ValueError("fused=False (the chain of Keras' own layers) was removed; "
+                             "CXRAugment is always the fused lookup table + one warp")
         super().__init__(**kwargs)
         if isinstance(policy, str):
             policy = AugmentPolicy.preset(policy)
@@ -555,52 +450,19 @@ class CXRAugment(keras.layers.Layer):
         self.policy = policy
         self.seed = seed
         self.interpolation = interpolation
-        self.fused = bool(fused)
-        L = keras.layers
-        const = dict(fill_mode="constant", fill_value=0.0, interpolation=interpolation)
-        geo: list = []
-        if fused:
-            if policy.geometric:
-                geo.append(RandomCXRAffine(policy.rotation, policy.zoom, policy.shift, policy.crop,
-                                           policy.horizontal_flip, interpolation=interpolation,
-                                           seed=_batch_seed(seed, 0), name="affine"))
-        elif policy.crop:
-            geo.append(RandomCropResize(policy.crop, interpolation=interpolation, seed=_batch_seed(seed, 0),
-                                        name="crop"))
-        if policy.rotation and not fused:
-            geo.append(L.RandomRotation(policy.rotation / 360.0, seed=_batch_seed(seed, 1), name="rotation",
-                                        **const))
-        if policy.zoom and not fused:
-            # Keras: a negative factor zooms in; the scale is the same on both axes (width_factor=None).
-            geo.append(L.RandomZoom((-policy.zoom, policy.zoom), seed=_batch_seed(seed, 2), name="zoom", **const))
-        if policy.shift and not fused:
-            geo.append(L.RandomTranslation(policy.shift, policy.shift, seed=_batch_seed(seed, 3), name="shift",
-                                           **const))
-        if policy.horizontal_flip and not fused:
-            geo.append(L.RandomFlip("horizontal", seed=_batch_seed(seed, 4), name="horizontal_flip"))
-        inten: list = []
-        if fused and policy.intensity:
-            inten.append(RandomIntensityLUT(policy.brightness, policy.gamma, seed=_batch_seed(seed, 5),
-                                            name="intensity"))
-        elif policy.brightness != (1.0, 1.0):
-            inten.append(RandomBrightnessScale(policy.brightness, seed=_batch_seed(seed, 5), name="brightness"))
-        if policy.gamma != (1.0, 1.0) and not fused:
-            inten.append(RandomGamma(policy.gamma, seed=_batch_seed(seed, 6), name="gamma"))
-        self.geometric_layers = geo
-        self.intensity_layers = inten
+        self.intensity_layers = [RandomIntensityLUT(policy.brightness, policy.gamma, seed=_batch_seed(seed, 5),
+                                                    name="intensity")] if policy.intensity else []
+        self.geometric_layers = [RandomCXRAffine(policy.rotation, policy.zoom, policy.shift, policy.crop,
+                                                 policy.horizontal_flip, interpolation=interpolation,
+                                                 seed=_batch_seed(seed, 0), name="affine")] if policy.geometric else []
 
     @property
     def layers(self) -> list:
-        """Sub-layers in the order they run: fused, the intensity lookup table comes first (on the
-        8-bit input values), then the one warp; chained, the geometric layers, then intensity."""
-        if self.fused:
-            return [*self.intensity_layers, *self.geometric_layers]
-        return [*self.geometric_layers, *self.intensity_layers]
+        """Sub-layers in the order they run: the intensity lookup table (on the 8-bit input
+        values), then the one warp."""
+        return [*self.intensity_layers, *self.geometric_layers]
 
     def _apply(self, images, masks=None, training=True, seed=None):
-        if seed is not None and not self.fused:
-            raise ValueError("an explicit per-batch seed needs fused=True (Keras' own layers only take "
-                             "their seed at construction)")
         images = ops.convert_to_tensor(images)
         rank = len(images.shape)
         if rank == 3:
@@ -611,8 +473,7 @@ class CXRAugment(keras.layers.Layer):
             mask_dtype = masks.dtype
             m = ops.cast(masks, "float32")
         # An integer (uint8) batch goes to the lookup table as it is; everything else is float32.
-        first_is_lut = training and self.layers and isinstance(self.layers[0], RandomIntensityLUT)
-        x = images if first_is_lut else ops.cast(images, "float32")
+        x = images if training and self.intensity_layers else ops.cast(images, "float32")
         if training:
             geometric = set(map(id, self.geometric_layers))
             for i, layer in enumerate(self.layers):
@@ -657,29 +518,24 @@ class CXRAugment(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "policy": self.policy.to_dict(), "seed": self.seed,
-                "interpolation": self.interpolation, "fused": self.fused}
+                "interpolation": self.interpolation}
 
     def __repr__(self) -> str:
-        return f"CXRAugment({self.policy!r}, seed={self.seed}, fused={self.fused})"
+        return f"CXRAugment({self.policy!r}, seed={self.seed})"
 
 
 def keras_augmenter(policy: AugmentPolicy | str = "default", *, seed: int | None = 0,
-                    interpolation: str = "bilinear", fused: bool = True) -> CXRAugment:
+                    interpolation: str = "bilinear") -> CXRAugment:
     """The Keras executor: a layer mapping float32 (or uint8) (B, H, W, C) 0..255 batches to
-    float32 0..255.
-
-    ``fused=True`` (default) does one lookup table per image for brightness and gamma
-    (`RandomIntensityLUT`) and one warp (`RandomCXRAffine`: crop, rotation, zoom, shift, flip in
-    one matrix); ``fused=False`` chains `RandomCropResize` and Keras'
-    ``RandomRotation``/``RandomZoom``/``RandomTranslation``/``RandomFlip``, one bilinear resampling
-    each, then brightness and gamma on every pixel (blurrier, slower: see benchmarks/augment.py).
+    float32 0..255: one lookup table per image for brightness and gamma (`RandomIntensityLUT`),
+    then one warp (`RandomCXRAffine`: crop, rotation, zoom, shift, flip in one matrix).
 
     `cxrnb.pipeline.make_dataset` runs it for you (in parallel, reproducibly). By hand, inside
     ``tf.data``: ``ds.map(lambda x, y: (aug(x), y))`` draws from the layers' seed state, which is
     reproducible only one batch at a time (``num_parallel_calls=None``): concurrent calls race for
-    it. For a parallel *and* reproducible map (fused only), pass a per-batch seed:
+    it. For a parallel *and* reproducible map, pass a per-batch seed:
     ``ds.enumerate().map(lambda i, x: aug(x, seed=tf.stack([epoch_or_0, i])), AUTOTUNE)``."""
-    return CXRAugment(policy, seed=seed, interpolation=interpolation, fused=fused)
+    return CXRAugment(policy, seed=seed, interpolation=interpolation)
 
 
 # =============================================================================================
@@ -690,8 +546,8 @@ def imgaug_sequence(policy: AugmentPolicy | str = "default"):
     """The policy as an ``imgaug.augmenters.Sequential`` (uint8 images, 0..255).
 
     Crop(keep_size) -> Affine(rotate, scale, translate; constant 0 fill) -> Fliplr ->
-    Multiply (brightness) -> GammaContrast, the order of the ``fused=False`` Keras chain (the
-    fused executor looks the intensities up before its warp: the same up to interpolation)."""
+    Multiply (brightness) -> GammaContrast (the Keras and OpenCV executors look the intensities up
+    before their warp: the same up to interpolation)."""
     import imgaug.augmenters as iaa
 
     p = AugmentPolicy.preset(policy) if isinstance(policy, str) else policy
@@ -844,7 +700,7 @@ class OpenCVAugmenter:
     tensors (in tf.data, through ``tf.numpy_function``), ``aug.with_masks(images, masks, seed=None)``
     and ``aug.augment_numpy(images, masks=None, seed=None)`` on arrays. Returns float32 0..255.
 
-    The fused Keras executor's computation: per image, `sample_transforms` parameters, one
+    The Keras executor's computation: per image, `sample_transforms` parameters, one
     ``cv2.LUT`` with the float32 intensity table (floats are rounded to 0..255 integers for it,
     as the Keras executor does), then one ``cv2.warpAffine`` (bilinear for images, nearest for
     masks, constant 0 outside). Given the same draws the two agree to 0.05 gray level (tested;
@@ -957,7 +813,7 @@ class OpenCVAugmenter:
 
 
 def opencv_augmenter(policy: AugmentPolicy | str = "default", *, seed: int | None = 0) -> OpenCVAugmenter:
-    """The OpenCV executor of `policy` (see `OpenCVAugmenter`): the fused Keras executor's
+    """The OpenCV executor of `policy` (see `OpenCVAugmenter`): the Keras executor's
     distributions and arithmetic at ~4x its rate on CPU (benchmarks/augment.py); `cxrnb.pipeline`'s
     default. Keep `keras_augmenter` for graphs that must not call Python (TPU, SavedModel)."""
     return OpenCVAugmenter(policy, seed=seed)

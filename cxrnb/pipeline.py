@@ -191,11 +191,11 @@ def _resolve_augment(augment: Augmenter | str | AugmentPolicy | None, seed: int,
 
 
 def _seedable(augment: Augmenter) -> bool:
-    """True for an augmenter that takes a per-batch ``seed`` tensor (the fused Keras executor,
-    the OpenCV executor)."""
+    """True for an augmenter that takes a per-batch ``seed`` tensor (the Keras executor, the
+    OpenCV executor)."""
     from . import augment as aug
 
-    return isinstance(augment, aug.OpenCVAugmenter) or (isinstance(augment, aug.CXRAugment) and augment.fused)
+    return isinstance(augment, (aug.OpenCVAugmenter, aug.CXRAugment))
 
 
 def _check_augment(augment: Augmenter, hw: tuple[int, int], seeded: bool = False) -> None:
@@ -249,13 +249,12 @@ def make_dataset(
     benchmarks/pipeline.py); "keras" (`keras_augmenter`, the same policy, distributions and
     arithmetic, pure TF ops) is for graphs that must not call Python (TPU, SavedModel).
     `seed` fixes the shuffle order (a new order each epoch, the same sequence of orders each run)
-    and the augmentation draws. The OpenCV and fused Keras executors get a per-batch seed,
+    and the augmentation draws. The OpenCV and Keras executors get a per-batch seed,
     ``[their own seed, a number drawn for the batch from `seed`]`` (new numbers each epoch, the
     same each run), so batches are augmented in parallel and still identically in every run.
     `deterministic` only matters for an augmenter that takes no seed (a plain callable, the
-    imgaug executor, a ``fused=False`` Keras executor): True augments one batch at a time, so
-    its draws land on the same batches every run; False augments in parallel (faster,
-    run-dependent order).
+    imgaug executor): True augments one batch at a time, so its draws land on the same batches
+    every run; False augments in parallel (faster, run-dependent order).
 
     Images are decoded once, up front (`load_images`; `cache` skips decoding what validation
     already decoded). `in_memory=False` instead streams the pixels from the on-disk `cache`
