@@ -4,6 +4,8 @@
                         [--size S] [--shortcut P] [--seed K]
     cxrnb index SOURCE ROOT --out index.csv [--report dropped.csv] [task options]
     cxrnb split index.csv --out split.csv [--val F --test F --seed K]
+    cxrnb train split.csv --preset default --out RUN_DIR [--epochs N --image-size N ...]
+    cxrnb evaluate RUN_DIR [--split other_split.csv]
 """
 from __future__ import annotations
 
@@ -68,6 +70,30 @@ def _split(a: argparse.Namespace) -> int:
     return 0
 
 
+def _train(a: argparse.Namespace) -> int:
+    from .index import read_index
+    from .train import TrainConfig, train
+
+    changes = {k: v for k, v in dict(epochs=a.epochs, image_size=a.image_size, batch_size=a.batch_size,
+                                     learning_rate=a.learning_rate, augment=a.augment, seed=a.seed,
+                                     weights=a.weights).items() if v is not None}
+    if a.weights == "none":
+        changes["weights"] = None
+    config = TrainConfig.preset(a.preset, **changes)
+    result = train(config, read_index(a.split), a.out, cache=a.cache, overwrite=a.overwrite,
+                   progress=not a.quiet)
+    print(result.summary())
+    print(f"run folder: {a.out}")
+    return 0
+
+
+def _evaluate(a: argparse.Namespace) -> int:
+    from .train import evaluate_run
+
+    print(evaluate_run(a.run_dir, split=a.split, n_boot=a.n_boot, progress=not a.quiet))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cxrnb", description=__doc__.split("\n")[0])
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
@@ -106,6 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--official", action="store_true",
                    help="keep the source's own split (kaggle_split) and carve val from train")
     t.set_defaults(func=_split)
+
+    r = sub.add_parser("train", help="train a preset on a split CSV; writes a run folder")
+    r.add_argument("split", type=Path, help="split CSV (cxrnb split)")
+    r.add_argument("--preset", default="default", help="default, article001 .. article004")
+    r.add_argument("--out", type=Path, required=True, help="run folder to create")
+    r.add_argument("--epochs", type=int)
+    r.add_argument("--image-size", type=int)
+    r.add_argument("--batch-size", type=int)
+    r.add_argument("--learning-rate", type=float)
+    r.add_argument("--augment", help="augmentation preset (none, default, article002 ..)")
+    r.add_argument("--weights", help="'imagenet', a weights file, or 'none' (backbone presets)")
+    r.add_argument("--seed", type=int)
+    r.add_argument("--cache", type=Path, help="image cache folder (as given to cxrnb index)")
+    r.add_argument("--overwrite", action="store_true", help="replace a run already in --out")
+    r.set_defaults(func=_train)
+
+    e = sub.add_parser("evaluate", help="re-evaluate a run folder (or its model on another split CSV)")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--split", type=Path, help="evaluate on this split CSV instead of the run's own")
+    e.add_argument("--n-boot", type=int, default=2000, help="patient bootstrap resamples for the CIs")
+    e.set_defaults(func=_evaluate)
     return p
 
 

@@ -1,0 +1,578 @@
+"""Training: `TrainConfig` presets (the reference articles' recipes), one `train` function, run folders.
+
+    split index --check--> tf.data (cxrnb.pipeline) --> model (cxrnb.models) --fit--> run folder
+                                                                                     model.keras
+                                                                                     config.json
+                                                                                     history.csv
+                                                                                     split.csv
+                                                                                     predictions.csv
+                                                                                     metrics.json
+
+Everything that can be wrong with the inputs (an empty split, a class missing from train, a
+label in val/test the model cannot predict, an image size too small for the backbone, an
+unknown preset or model, ImageNet weights without a network, a run folder holding another run)
+fails *before* training starts, with a sentence naming the problem. A run folder is marked
+``INCOMPLETE`` while training runs; `metrics.json` is written last and atomically, so a folder
+with a `metrics.json` is always a finished run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .index import SPLITS, check_index
+
+#: Ways to weight the loss for class imbalance (see `TrainConfig.loss_weighting`).
+LOSS_WEIGHTINGS = ("none", "balanced", "mistakes")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+NORMALIZATIONS = ("auto", "unit", "minmax", "imagenet")
+INCOMPLETE = "INCOMPLETE"
+RUN_FILES = ("model.keras", "config.json", "history.csv", "metrics.json", "predictions.csv", "split.csv")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one model. Immutable, validated, JSON-serialisable (like `AugmentPolicy`).
+
+    model / model_options: a `cxrnb.models.MODELS` name and its keyword options.
+    image_size: model input side in pixels; channels: 1 (grayscale) or 3 (gray repeated).
+    normalization: done inside the model ("auto": ImageNet scaling for ImageNet backbones, the
+        pipeline's [0, 1] otherwise; "minmax": per-image min-max, article 003).
+    weights: None (random init) or "imagenet" / a weights file, for backbones that take them.
+    augment: a `cxrnb.augment` preset name, applied to the training split only.
+    optimizer, learning_rate, batch_size, epochs: as in Keras.
+    loss_weighting: "none"; "balanced" = inverse-frequency class weights from the training split
+        (scikit-learn's ``compute_class_weight("balanced")``); "mistakes" = article 003's
+        weighted loss, every misclassified image's loss times `mistake_weight`, whatever its class.
+    early_stopping / reduce_lr: patience in epochs on `monitor` (None switches the callback off);
+        the weights of the best epoch are kept.
+    seed: seeds Python, NumPy, TensorFlow, the shuffle order and the augmentation draws.
+    """
+
+    name: str = "custom"
+    model: str = "compact"
+    model_options: Mapping[str, Any] = field(default_factory=dict)
+    image_size: int = 128
+    channels: int = 1
+    normalization: str = "auto"
+    weights: str | None = None
+    augment: str = "default"
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    batch_size: int = 32
+    epochs: int = 10
+    loss_weighting: str = "balanced"
+    mistake_weight: float = 5.0
+    early_stopping: int | None = 4
+    reduce_lr: int | None = 2
+    reduce_lr_factor: float = 0.5
+    monitor: str = "val_loss"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        def positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+            if value is None and allow_none:
+                return
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a positive integer"
+                                 f"{' or None' if allow_none else ''}, got {value!r}")
+
+        from .models import MODELS  # noqa: PLC0415 - keep `import cxrnb.train` light for the CLI
+
+        if self.model not in MODELS:
+            raise ValueError(f"TrainConfig.model: unknown model {self.model!r}; choose one of {sorted(MODELS)}")
+        if not isinstance(self.model_options, Mapping):
+            raise ValueError(f"TrainConfig.model_options must be a mapping, got {self.model_options!r}")
+        object.__setattr__(self, "model_options", dict(self.model_options))
+        for name in ("image_size", "batch_size", "epochs"):
+            positive_int(name, getattr(self, name))
+        if isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer)) or self.seed < 0:
+            raise ValueError(f"TrainConfig.seed must be an integer >= 0, got {self.seed!r}")
+        positive_int("early_stopping", self.early_stopping, allow_none=True)
+        positive_int("reduce_lr", self.reduce_lr, allow_none=True)
+        if self.channels not in (1, 3):
+            raise ValueError(f"TrainConfig.channels must be 1 or 3, got {self.channels!r}")
+        choices = {"normalization": NORMALIZATIONS, "optimizer": OPTIMIZERS, "loss_weighting": LOSS_WEIGHTINGS,
+                   "monitor": ("val_loss", "val_accuracy", "loss")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"TrainConfig.{name}: unknown value {getattr(self, name)!r}; choose one of {list(allowed)}")
+        from .augment import PRESETS as AUGMENT_PRESETS
+
+        if self.augment not in AUGMENT_PRESETS:
+            raise ValueError(f"TrainConfig.augment: unknown augmentation preset {self.augment!r}; "
+                             f"choose one of {sorted(AUGMENT_PRESETS)}")
+        for name in ("learning_rate", "mistake_weight", "reduce_lr_factor"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"TrainConfig.{name} must be a number > 0, got {v!r}")
+        if not self.reduce_lr_factor < 1:
+            raise ValueError(f"TrainConfig.reduce_lr_factor must be below 1, got {self.reduce_lr_factor!r}")
+
+    # -- conversions (the shape of AugmentPolicy's) ------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-friendly fields."""
+        return {f.name: (dict(getattr(self, f.name)) if f.name == "model_options" else getattr(self, f.name))
+                for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> "TrainConfig":
+        """Inverse of `to_dict`; unknown keys are an error naming them."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ValueError(f"TrainConfig: unknown field(s) {unknown}; fields are {sorted(names)}")
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """A validated copy with some fields changed (e.g. ``epochs=3``)."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
+    @classmethod
+    def preset(cls, name: str, **changes: Any) -> "TrainConfig":
+        """A named recipe from `PRESETS`, optionally with fields changed."""
+        if name not in _PRESETS:
+            raise ValueError(f"unknown training preset {name!r}; choose one of {sorted(_PRESETS)}")
+        return cls(name=name, **{**_PRESETS[name], **changes})
+
+
+# Each preset is a reference article's recipe. Where the article gives no number, the comment
+# says so and where our value comes from. Optimiser defaults are Keras' own (Adam, lr 1e-3).
+_PRESETS: dict[str, dict[str, Any]] = {
+    # Ours, not an article's: fast on a laptop CPU (a small conv net with batch norm and global
+    # average pooling, 128 px), mild augmentation, inverse-frequency class weights.
+    "default": dict(model="compact", image_size=128, augment="default", epochs=12,
+                    loss_weighting="balanced", early_stopping=4, reduce_lr=2),
+    # Article 001 (COVID-19 vs normal): 2 conv layers + dense, 16 epochs. It gives no input size,
+    # optimiser, batch size or augmentation: 128 px (its flatten layer makes larger inputs very
+    # slow on a CPU), Keras' Adam defaults, batch 32, no augmentation, no callbacks.
+    "article001": dict(model="small_cnn", image_size=128, augment="none", epochs=16,
+                       loss_weighting="none", early_stopping=None, reduce_lr=None),
+    # Article 002 (pneumonia vs normal): 4-block CNN with dropout, 150x150, pixels / 255, Adam,
+    # rotation 20 + zoom 30 %, 80 epochs (experiment V). No batch size or callbacks given: 32, none.
+    "article002": dict(model="cnn4", image_size=150, augment="article002", epochs=80,
+                       loss_weighting="none", early_stopping=None, reduce_lr=None),
+    # Article 003 (effusion vs no finding, 10 % / 90 %): ResNet-18 on 1024 px films shrunk to 256,
+    # per-image min-max normalisation (not / 255), rotation 10, and a loss multiplied by 5 for
+    # every mistake. No optimiser, batch size or epoch count given: Adam defaults, 32, 20 epochs.
+    "article003": dict(model="resnet18", image_size=256, normalization="minmax", augment="article003",
+                       epochs=20, loss_weighting="mistakes", mistake_weight=5.0,
+                       early_stopping=None, reduce_lr=None),
+    # Article 004 (normal / COVID-19 / bacterial, 3 classes): VGG16 from ImageNet at 100x100 with
+    # its own head, Adam, categorical cross-entropy, reduce-LR-on-plateau and early stopping,
+    # imgaug gamma + crop. No learning rate, batch size, epochs or patiences given: 1e-4 (a usual
+    # fine-tuning rate), 32, 30 epochs, patience 5 / 2. Which layers train: see cxrnb.models
+    # (`trainable`): the default is the text's "freeze the early layers".
+    "article004": dict(model="vgg16", image_size=100, weights="imagenet", augment="article004",
+                       learning_rate=1e-4, epochs=30, loss_weighting="none", early_stopping=5,
+                       reduce_lr=2),
+}
+PRESETS: tuple[str, ...] = tuple(_PRESETS)
+
+
+# --------------------------------------------------------------------------- losses
+
+def _register(cls):
+    import keras
+
+    return keras.saving.register_keras_serializable(package="cxrnb")(cls)
+
+
+def mistake_weighted_loss(weight: float):
+    """Article 003's loss: sparse cross-entropy, times `weight` for every image the model gets wrong.
+
+    The article's table: right answers weigh 1, wrong answers 5, *whichever* class was missed.
+    It punishes mistakes, not the minority class: on a 10/90 task most mistakes early in
+    training are majority-class images, so it does not by itself push the model towards the
+    rare class (compare with loss_weighting="balanced" in notebook 03).
+    """
+    import keras
+
+    @_register
+    class MistakeWeightedLoss(keras.losses.Loss):
+        def __init__(self, weight: float = 5.0, name: str = "mistake_weighted_ce", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.weight = float(weight)
+
+        def call(self, y_true, y_pred):
+            from keras import ops
+
+            y_true = ops.cast(ops.reshape(y_true, (-1,)), "int32")
+            ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
+            wrong = ops.not_equal(ops.cast(ops.argmax(y_pred, axis=-1), "int32"), y_true)
+            return ce * ops.where(wrong, self.weight, 1.0)
+
+        def get_config(self):
+            return {**super().get_config(), "weight": self.weight}
+
+    return MistakeWeightedLoss(weight)
+
+
+def class_weights(labels: Sequence[str] | pd.Series, classes: Sequence[str]) -> dict[int, float]:
+    """Inverse-frequency weights {class id: weight} (scikit-learn's "balanced"): n / (k * n_c)."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = np.asarray(pd.Series(list(labels)).astype(str))
+    w = compute_class_weight("balanced", classes=np.asarray(list(classes)), y=y)
+    return {i: float(v) for i, v in enumerate(w)}
+
+
+# --------------------------------------------------------------------------- checks
+
+def check_split(split: pd.DataFrame, classes: Sequence[str] | None = None) -> list[str]:
+    """The class names to train on, after checking the split can be trained and evaluated on.
+
+    Raises ValueError naming the problem: no `split` column, an empty train or val split, a
+    class with no training image, a val/test label the model would never predict.
+    """
+    if not isinstance(split, pd.DataFrame):
+        raise TypeError(f"split must be a pandas DataFrame with a 'split' column, got {type(split).__name__}")
+    check_index(split, where="split")
+    if "split" not in split.columns:
+        raise ValueError("the index has no 'split' column: split it first (cxrnb.splits.split_by_patient)")
+    bad = sorted(set(split["split"].astype(str)) - set(SPLITS))
+    if bad:
+        raise ValueError(f"unknown split name(s) {bad}: use {list(SPLITS)}")
+    parts = {s: split[split["split"] == s] for s in SPLITS}
+    for s in ("train", "val"):
+        if len(parts[s]) == 0:
+            raise ValueError(f"the {s} split is empty ({len(split)} images in all): "
+                             f"re-split with a non-zero {s} fraction")
+    train_labels = set(parts["train"]["label"].astype(str))
+    classes = sorted(train_labels) if classes is None else [str(c) for c in classes]
+    if len(classes) < 2:
+        raise ValueError(f"the train split holds only the class(es) {sorted(train_labels)}: a classifier needs 2 or more")
+    absent = [c for c in classes if c not in train_labels]
+    if absent:
+        raise ValueError(f"class(es) {absent} have no image in the train split: the model cannot learn them; "
+                         "re-split, or drop them from the task")
+    for s in ("val", "test"):
+        unseen = sorted(set(parts[s]["label"].astype(str)) - set(classes))
+        if unseen:
+            n = int(parts[s]["label"].astype(str).isin(unseen).sum())
+            raise ValueError(f"the {s} split has label(s) {unseen} ({n} images) that are not among the "
+                             f"trained classes {classes}: the model can never predict them")
+    return classes
+
+
+def _check_run_dir(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a run folder holding another run (or a file), unless `overwrite`."""
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run folder {run_dir} exists and is not a folder")
+    if run_dir.is_dir():
+        present = [f for f in (*RUN_FILES, INCOMPLETE) if (run_dir / f).exists()]
+        if present and not overwrite:
+            raise ValueError(f"run folder {run_dir} already holds a run ({', '.join(present)}): "
+                             "choose a new folder, or pass overwrite=True (--overwrite) to replace it")
+        others = [p.name for p in run_dir.iterdir() if p.name not in (*RUN_FILES, INCOMPLETE, "best.weights.h5")]
+        if others and overwrite:
+            raise ValueError(f"run folder {run_dir} holds other files ({', '.join(sorted(others)[:5])}): "
+                             "refusing to overwrite a folder that is not a cxrnb run")
+    parent = run_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    if not os.access(parent, os.W_OK):
+        raise PermissionError(f"cannot write the run folder {run_dir}: {parent} is not writable")
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temporary file in the same folder: never half a file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- training
+
+@dataclass
+class TrainResult:
+    """What `train` returns: the model (best epoch's weights), its history and the run folder."""
+
+    model: Any
+    history: pd.DataFrame
+    run_dir: Path
+    classes: list[str]
+    config: TrainConfig
+    metrics: dict[str, Any]
+    predictions: pd.DataFrame
+    seconds: float
+
+    def summary(self) -> str:
+        """One line per split: accuracy and AUC with their CIs beside the majority baseline."""
+        from .evaluate import summary_line
+
+        lines = [f"{self.config.name}: {len(self.history)} epochs (best {self.metrics['best_epoch']})"]
+        lines += [f"  {s:5s} {summary_line(self.metrics[s])}" for s in ("val", "test") if s in self.metrics]
+        return "\n".join(lines)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy, TensorFlow and make TF ops deterministic (same seed -> same metrics on CPU)."""
+    import keras
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(seed)
+    try:
+        tf.config.experimental.enable_op_determinism()
+    except (AttributeError, RuntimeError):  # pragma: no cover - very old TF
+        pass
+
+
+def build(config: TrainConfig, classes: Sequence[str]):
+    """The config's model, compiled with its optimiser and loss (outputs are probabilities)."""
+    import keras
+
+    from .models import build_model
+
+    model = build_model(config.model, input_size=config.image_size, channels=config.channels,
+                        num_classes=len(classes), logits=False, weights=config.weights,
+                        class_names=list(classes), normalization=config.normalization,
+                        **config.model_options)
+    opt = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+           "rmsprop": keras.optimizers.RMSprop}[config.optimizer](learning_rate=config.learning_rate)
+    loss = (mistake_weighted_loss(config.mistake_weight) if config.loss_weighting == "mistakes"
+            else keras.losses.SparseCategoricalCrossentropy())
+    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    return model
+
+
+def _callbacks(config: TrainConfig, run_dir: Path, progress: bool, has_val: bool) -> list:
+    import keras
+
+    monitor = config.monitor if has_val else "loss"
+    mode = "max" if monitor.endswith("accuracy") else "min"
+    cbs: list = [
+        keras.callbacks.ModelCheckpoint(str(run_dir / "best.weights.h5"), monitor=monitor, mode=mode,
+                                        save_best_only=True, save_weights_only=True),
+        keras.callbacks.CSVLogger(str(run_dir / "history.csv")),
+    ]
+    if config.early_stopping:
+        cbs.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=config.early_stopping))
+    if config.reduce_lr:
+        cbs.append(keras.callbacks.ReduceLROnPlateau(monitor=monitor, mode=mode, factor=config.reduce_lr_factor,
+                                                     patience=config.reduce_lr, min_lr=1e-6))
+    if progress:
+        from tqdm.keras import TqdmCallback
+
+        cbs.append(TqdmCallback(verbose=0, leave=False))
+    return cbs
+
+
+def train(
+    config: TrainConfig | str,
+    split: pd.DataFrame,
+    run_dir: str | Path,
+    *,
+    classes: Sequence[str] | None = None,
+    cache=None,
+    strategy=None,
+    overwrite: bool = False,
+    progress: bool = False,
+    evaluate_test: bool = True,
+    n_boot: int = 2000,
+) -> TrainResult:
+    """Train `config` on the split's train part, keep the best epoch (on val), evaluate, save the run.
+
+    `split` is an index with a `split` column (train/val and optionally test). `cache` is an
+    `ImageCache` (or folder) so that pixels decoded by validation are not decoded again.
+    `strategy` is an optional `tf.distribute.Strategy` (MirroredStrategy for several GPUs,
+    TPUStrategy in Colab); the model is built and compiled in its scope. The run folder gets
+    model.keras, config.json, history.csv, split.csv, predictions.csv and, last, metrics.json
+    (val, and test when `evaluate_test`: accuracy, AUC and the rest with patient-bootstrap CIs;
+    for two classes, the decision threshold is chosen on val and applied to test).
+    """
+    from .evaluate import choose_threshold, evaluate
+    from .pipeline import make_dataset
+
+    config = TrainConfig.preset(config) if isinstance(config, str) else config
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig or a preset name, got {type(config).__name__}")
+    classes = check_split(split, classes)
+    run_dir = Path(run_dir)
+    _check_run_dir(run_dir, overwrite)
+    seed_everything(config.seed)
+    if strategy is None:
+        model = build(config, classes)  # fails here for a bad size, model or offline weights
+    else:
+        with strategy.scope():
+            model = build(config, classes)
+
+    if run_dir.is_dir() and overwrite:
+        for f in (*RUN_FILES, "best.weights.h5"):
+            (run_dir / f).unlink(missing_ok=True)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / INCOMPLETE).write_text("training started; this folder is not a finished run\n")
+    write_atomic(run_dir / "config.json", json.dumps(
+        {"config": config.to_dict(), "classes": classes, "counts": _counts(split)}, indent=1) + "\n")
+    write_atomic(run_dir / "split.csv", split.to_csv(index=False))
+
+    parts = {s: split[split["split"] == s] for s in SPLITS if (split["split"] == s).any()}
+    common = dict(image_size=config.image_size, batch_size=config.batch_size, channels=config.channels,
+                  seed=config.seed, cache=cache, progress=progress)
+    train_ds = make_dataset(parts["train"], classes, training=True, augment=config.augment, **common)
+    val_ds = make_dataset(parts["val"], classes, **common)
+    weights = class_weights(parts["train"]["label"], classes) if config.loss_weighting == "balanced" else None
+
+    t0 = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=weights, verbose=0,
+              callbacks=_callbacks(config, run_dir, progress, has_val=True))
+    seconds = time.perf_counter() - t0
+    if (run_dir / "best.weights.h5").is_file():
+        model.load_weights(str(run_dir / "best.weights.h5"))
+    history = pd.read_csv(run_dir / "history.csv")
+    model.save(run_dir / "model.keras")
+
+    predictions = predict_split(model, split, classes, cache=cache, parts=parts, config=config)
+    write_atomic(run_dir / "predictions.csv", predictions.to_csv(index=False))
+    metrics = _metrics(predictions, classes, history, config, evaluate_test, n_boot,
+                       choose_threshold=choose_threshold, evaluate=evaluate)
+    write_atomic(run_dir / "metrics.json", json.dumps(metrics, indent=1, allow_nan=True) + "\n")
+    (run_dir / "best.weights.h5").unlink(missing_ok=True)
+    (run_dir / INCOMPLETE).unlink()
+    return TrainResult(model, history, run_dir, classes, config, metrics, predictions, seconds)
+
+
+def _counts(split: pd.DataFrame) -> dict[str, dict[str, int]]:
+    t = pd.crosstab(split["split"], split["label"])
+    return {s: {c: int(v) for c, v in t.loc[s].items()} for s in t.index}
+
+
+def predict_split(model, split: pd.DataFrame, classes: Sequence[str], *, cache=None,
+                  parts: Mapping[str, pd.DataFrame] | None = None,
+                  config: TrainConfig | None = None, batch_size: int = 64) -> pd.DataFrame:
+    """Class probabilities of every image of the split (val and test, and train), one row per image.
+
+    Columns: path, root, patient_id, patient_group, split, label, y (class id), p_<class> ...
+    """
+    from .pipeline import labels_to_ids, make_dataset
+
+    size = int(model.input_shape[1])
+    channels = int(model.input_shape[-1])
+    parts = parts or {s: split[split["split"] == s] for s in SPLITS if (split["split"] == s).any()}
+    frames = []
+    for s, part in parts.items():
+        ds = make_dataset(part, classes, image_size=size, channels=channels, batch_size=batch_size,
+                          cache=cache, progress=False)
+        proba = model.predict(ds, verbose=0)
+        f = part[["path", "root", "patient_id"]].copy()
+        f["patient_group"] = part["patient_group"] if "patient_group" in part else part["patient_id"]
+        f["split"] = s
+        f["label"] = part["label"].astype(str).to_numpy()
+        f["y"] = labels_to_ids(part["label"], classes)
+        for i, c in enumerate(classes):
+            f[f"p_{c}"] = proba[:, i].astype(float)
+        frames.append(f)
+    return pd.concat(frames, ignore_index=True)
+
+
+def split_predictions(predictions: pd.DataFrame, classes: Sequence[str], part: str):
+    """(y, proba, groups) arrays of one split of a predictions frame."""
+    p = predictions[predictions["split"] == part]
+    return (p["y"].to_numpy(int), p[[f"p_{c}" for c in classes]].to_numpy(float),
+            p["patient_group"].astype(str).to_numpy())
+
+
+def _metrics(predictions, classes, history, config, evaluate_test, n_boot, *, choose_threshold, evaluate):
+    metric = config.monitor if config.monitor in history else "loss"
+    best = (history[metric].idxmax() if metric.endswith("accuracy") else history[metric].idxmin())
+    train_majority = predictions.loc[predictions["split"] == "train", "y"].value_counts().idxmax()
+    out: dict[str, Any] = {"classes": list(classes), "epochs_run": int(len(history)),
+                           "best_epoch": int(history.loc[best, "epoch"]) + 1,
+                           "majority_class": classes[int(train_majority)]}
+    threshold = None
+    if len(classes) == 2:
+        y, p, _ = split_predictions(predictions, classes, "val")
+        threshold = float(choose_threshold(y, p))
+        out["threshold"] = {"value": threshold, "rule": "youden", "chosen_on": "val"}
+    for part in ("val", "test") if evaluate_test else ("val",):
+        if not (predictions["split"] == part).any():
+            continue
+        y, p, g = split_predictions(predictions, classes, part)
+        ev = evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=config.seed,
+                      majority_class=int(train_majority))
+        out[part] = ev.to_dict()
+        if threshold is not None:
+            out[part + "_at_threshold"] = evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=config.seed,
+                                                   threshold=threshold, majority_class=int(train_majority)).to_dict()
+    return out
+
+
+# --------------------------------------------------------------------------- run folders
+
+def load_run(run_dir: str | Path) -> dict[str, Any]:
+    """The files of a finished run: model, config, classes, history, split, predictions, metrics.
+
+    Raises a clear error for a folder that is not a run, or whose training did not finish.
+    """
+    import keras
+
+    from . import models  # noqa: F401 - registers the custom layers before loading
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: no such run folder")
+    if (run_dir / INCOMPLETE).exists() or not (run_dir / "metrics.json").is_file():
+        raise ValueError(f"{run_dir} is not a finished run (training was interrupted or is still running: "
+                         f"{'INCOMPLETE marker present' if (run_dir / INCOMPLETE).exists() else 'no metrics.json'})")
+    info = json.loads((run_dir / "config.json").read_text())
+    from .index import read_index
+
+    return {
+        "model": keras.models.load_model(run_dir / "model.keras", compile=False),
+        "config": TrainConfig.from_dict(info["config"]),
+        "classes": info["classes"],
+        "history": pd.read_csv(run_dir / "history.csv"),
+        "split": read_index(run_dir / "split.csv"),
+        "predictions": pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str, "patient_group": str}),
+        "metrics": json.loads((run_dir / "metrics.json").read_text()),
+    }
+
+
+def evaluate_run(run_dir: str | Path, *, split: str | Path | pd.DataFrame | None = None,
+                 n_boot: int = 2000, progress: bool = False) -> str:
+    """Re-predict a finished run's model and report val/test metrics with patient-bootstrap CIs.
+
+    With `split` (a split CSV or frame, e.g. another source's), the saved model is evaluated on
+    its rows instead: its val/test parts, or every row when it has no such parts (split "test").
+    The binary threshold stays the one chosen on the run's own val split.
+    """
+    from .evaluate import evaluate
+    from .index import read_index
+
+    run = load_run(run_dir)
+    classes, config, metrics = run["classes"], run["config"], run["metrics"]
+    if split is None:
+        data = run["split"]
+    else:
+        data = read_index(split) if not isinstance(split, pd.DataFrame) else split
+        if "split" not in data or not data["split"].isin(["val", "test"]).any():
+            data = data.assign(split="test")
+    data = data[data["split"].isin(["val", "test"])]
+    check_split(pd.concat([run["split"][run["split"]["split"] == "train"], data]), classes)
+    preds = predict_split(run["model"], data, classes)
+    threshold = metrics.get("threshold", {}).get("value")
+    majority = classes.index(metrics["majority_class"])
+    lines = [f"run {Path(run_dir).as_posix()}: {config.name} ({config.model}, {config.image_size} px), "
+             f"classes {classes}" + (f", threshold {threshold:.3f} (chosen on val)" if threshold is not None else "")]
+    for part in ("val", "test"):
+        if not (preds["split"] == part).any():
+            continue
+        y, p, g = split_predictions(preds, classes, part)
+        ev = evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=config.seed, threshold=threshold,
+                      majority_class=majority)
+        lines += [f"--- {part}", ev.summary()]
+    return "\n".join(lines)

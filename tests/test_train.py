@@ -1,0 +1,200 @@
+"""Training: presets, checks before training, run folders, determinism, learning end to end."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrnb import cli
+from cxrnb.splits import split_by_patient
+from cxrnb.synthetic import generate
+from cxrnb.train import (INCOMPLETE, PRESETS, TrainConfig, check_split, class_weights, evaluate_run,
+                         load_run, mistake_weighted_loss, train)
+from cxrnb.validate import load_index
+
+TINY = dict(image_size=48, batch_size=8, epochs=2, augment="none", early_stopping=None, reduce_lr=None)
+
+
+@pytest.fixture(scope="module")
+def easy_split(tmp_path_factory) -> pd.DataFrame:
+    """An easy two-class synthetic set (normal vs effusion), split by patient."""
+    root = tmp_path_factory.mktemp("easy")
+    generate(root, n_patients=36, size=64, classes=("normal", "effusion"), difficulty=0.0,
+             images_per_patient=(1, 2), seed=3, progress=False)
+    index, _ = load_index("synthetic", root, progress=False)
+    return split_by_patient(index, val=0.2, test=0.2, seed=0)
+
+
+# --- TrainConfig ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_presets_are_valid_and_round_trip_through_json(name):
+    cfg = TrainConfig.preset(name)
+    assert cfg.name == name
+    again = TrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
+    assert again == cfg
+
+
+def test_article_presets_carry_their_articles_recipes():
+    assert TrainConfig.preset("article001").model == "small_cnn"
+    assert TrainConfig.preset("article001").epochs == 16
+    a2 = TrainConfig.preset("article002")
+    assert (a2.model, a2.image_size, a2.augment, a2.epochs) == ("cnn4", 150, "article002", 80)
+    a3 = TrainConfig.preset("article003")
+    assert (a3.model, a3.normalization, a3.loss_weighting, a3.mistake_weight) == ("resnet18", "minmax", "mistakes", 5.0)
+    a4 = TrainConfig.preset("article004")
+    assert (a4.model, a4.image_size, a4.weights, a4.augment) == ("vgg16", 100, "imagenet", "article004")
+
+
+@pytest.mark.parametrize("changes, match", [
+    ({"model": "resnet50"}, "unknown model 'resnet50'"),
+    ({"epochs": 0}, "epochs must be a positive integer"),
+    ({"learning_rate": -1.0}, "learning_rate must be a number > 0"),
+    ({"loss_weighting": "focal"}, "loss_weighting: unknown value 'focal'"),
+    ({"augment": "strong"}, "unknown augmentation preset 'strong'"),
+    ({"channels": 2}, "channels must be 1 or 3"),
+    ({"reduce_lr_factor": 1.5}, "reduce_lr_factor must be below 1"),
+])
+def test_bad_config_values_are_named(changes, match):
+    with pytest.raises(ValueError, match=match):
+        TrainConfig.preset("default", **changes)
+
+
+def test_unknown_preset_and_field_are_named():
+    with pytest.raises(ValueError, match="unknown training preset 'article005'"):
+        TrainConfig.preset("article005")
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['lr'\]"):
+        TrainConfig.from_dict({"lr": 0.1})
+
+
+# --- losses and weights -----------------------------------------------------------------------
+
+def test_class_weights_are_inverse_frequency():
+    w = class_weights(["a"] * 90 + ["b"] * 10, ["a", "b"])
+    assert w[0] == pytest.approx(100 / (2 * 90))
+    assert w[1] == pytest.approx(100 / (2 * 10))
+
+
+def test_mistake_weighted_loss_multiplies_wrong_answers_only():
+    y = np.array([0, 1, 1, 0])
+    p = np.array([[0.9, 0.1], [0.2, 0.8], [0.7, 0.3], [0.4, 0.6]], dtype="float32")  # right, right, wrong, wrong
+    ce = -np.log(p[np.arange(4), y])
+    expected = ce * np.array([1, 1, 5, 5])
+    loss = mistake_weighted_loss(5.0)
+    got = keras.ops.convert_to_numpy(loss.call(keras.ops.convert_to_tensor(y), keras.ops.convert_to_tensor(p)))
+    np.testing.assert_allclose(got, expected, rtol=1e-5)
+
+
+# --- checks before training ------------------------------------------------------------------
+
+def test_split_checks_name_the_problem(easy_split):
+    with pytest.raises(ValueError, match="no 'split' column"):
+        check_split(easy_split.drop(columns="split"))
+    with pytest.raises(ValueError, match="the val split is empty"):
+        check_split(easy_split.assign(split=easy_split["split"].replace({"val": "train"})))
+    no_effusion_in_train = easy_split[~((easy_split["split"] == "train") & (easy_split["label"] == "effusion"))]
+    with pytest.raises(ValueError, match="the train split holds only the class"):
+        check_split(no_effusion_in_train)
+    with pytest.raises(ValueError, match=r"class\(es\) \['covid'\] have no image in the train split"):
+        check_split(easy_split, classes=["covid", "effusion", "normal"])
+    odd = easy_split.copy()
+    odd.loc[odd.index[odd["split"] == "test"][:2], "label"] = "covid"
+    with pytest.raises(ValueError, match=r"the test split has label\(s\) \['covid'\] \(2 images\)"):
+        check_split(odd)
+
+
+def test_bad_inputs_fail_before_a_run_folder_is_made(easy_split, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(ValueError, match="too small"):
+        train(TrainConfig.preset("default", model="vgg16", **{**TINY, "image_size": 16}), easy_split, run)
+    assert not run.exists()
+
+
+def test_imagenet_weights_offline_fail_before_training(easy_split, tmp_path, monkeypatch):
+    import cxrnb.models as models
+
+    def offline(*args, **kwargs):
+        raise RuntimeError("weights='imagenet' needs to download (no network)")
+
+    monkeypatch.setattr(models, "build_model", offline)
+    with pytest.raises(RuntimeError, match="weights='imagenet' needs to download"):
+        train(TrainConfig.preset("article004", **TINY), easy_split, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
+# --- training ----------------------------------------------------------------------------------
+
+def test_default_model_overfits_a_small_easy_set(easy_split, tmp_path):
+    """Learning works end to end: 32 easy images are fitted (train accuracy > 0.9)."""
+    small = easy_split[easy_split["split"] == "train"].head(32)
+    data = pd.concat([small, small.assign(split="val")])
+    cfg = TrainConfig.preset("default", image_size=64, batch_size=8, epochs=25, augment="none",
+                             early_stopping=None, reduce_lr=None, learning_rate=3e-3, monitor="loss")
+    result = train(cfg, data, tmp_path / "run", evaluate_test=False, n_boot=50)
+    assert result.history["accuracy"].iloc[-1] > 0.9
+
+
+def test_run_folder_is_complete_and_reloadable(easy_split, tmp_path):
+    run = tmp_path / "run"
+    result = train(TrainConfig.preset("default", **TINY), easy_split, run, n_boot=100)
+    for f in ("model.keras", "config.json", "history.csv", "metrics.json", "predictions.csv", "split.csv"):
+        assert (run / f).is_file(), f
+    assert not (run / INCOMPLETE).exists()
+    loaded = load_run(run)
+    assert loaded["classes"] == ["effusion", "normal"]
+    assert len(loaded["history"]) == 2
+    m = loaded["metrics"]
+    assert {"val", "test", "threshold", "majority_class", "best_epoch"} <= set(m)
+    # the saved model reproduces the stored predictions
+    x_pred = result.predictions
+    test = x_pred[x_pred["split"] == "test"]
+    again = evaluate_run(run, n_boot=50)
+    assert "test" in again and "val" in again
+    assert len(test) == int((easy_split["split"] == "test").sum())
+
+
+def test_a_run_folder_holding_another_run_is_refused(easy_split, tmp_path):
+    run = tmp_path / "run"
+    train(TrainConfig.preset("default", **{**TINY, "epochs": 1}), easy_split, run, n_boot=20)
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(TrainConfig.preset("default", **{**TINY, "epochs": 1}), easy_split, run)
+    train(TrainConfig.preset("default", **{**TINY, "epochs": 1}), easy_split, run, overwrite=True, n_boot=20)
+
+
+def test_interrupted_run_is_marked_incomplete(easy_split, tmp_path, monkeypatch):
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(keras.Model, "fit", interrupted)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig.preset("default", **TINY), easy_split, run)
+    assert (run / INCOMPLETE).is_file()
+    assert not (run / "metrics.json").exists()
+    with pytest.raises(ValueError, match="not a finished run"):
+        load_run(run)
+
+
+def test_same_seed_gives_the_same_metrics(easy_split, tmp_path):
+    cfg = TrainConfig.preset("default", **{**TINY, "augment": "default"})
+    train(cfg, easy_split, tmp_path / "a", n_boot=100)
+    train(cfg, easy_split, tmp_path / "b", n_boot=100)
+    assert (tmp_path / "a" / "metrics.json").read_text() == (tmp_path / "b" / "metrics.json").read_text()
+
+
+def test_cli_train_and_evaluate(easy_split, tmp_path, capsys):
+    csv = tmp_path / "split.csv"
+    easy_split.to_csv(csv, index=False)
+    run = tmp_path / "run"
+    assert cli.main(["-q", "train", str(csv), "--preset", "default", "--out", str(run), "--epochs", "1",
+                     "--image-size", "48", "--batch-size", "8", "--augment", "none"]) == 0
+    assert (run / "metrics.json").is_file()
+    assert cli.main(["-q", "evaluate", str(run), "--n-boot", "50"]) == 0
+    out = capsys.readouterr().out
+    assert "accuracy" in out and "test" in out
+    assert cli.main(["-q", "train", str(csv), "--preset", "nope", "--out", str(tmp_path / "r2")]) == 2
+    assert "unknown training preset 'nope'" in capsys.readouterr().err
