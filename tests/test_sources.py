@@ -130,7 +130,7 @@ def test_kaggle_two_and_three_class(tmp_path, write_image):
     assert idx["label"].value_counts().to_dict() == {"normal": 3, "pneumonia": 3}
     assert set(idx["patient_id"]) == {"IM-0001", "person3", "person4", "NORMAL2-IM-0005", "person6"}
     assert idx.groupby("kaggle_split").size().to_dict() == {"test": 2, "train": 4}
-    assert rep["reason"].tolist() == ["not an image file"]  # .DS_Store reported, not silent
+    assert rep["reason"].tolist() == ["hidden file"]  # .DS_Store reported, not silent
     idx3, _ = load_index("kaggle-pneumonia", tmp_path, classes=("normal", "bacteria", "virus"), progress=False)
     assert idx3["label"].value_counts().to_dict() == {"normal": 3, "bacteria": 2, "virus": 1}
 
@@ -286,12 +286,14 @@ def test_folder_layout_accounts_for_every_image(tmp_path, write_image):
     write_image(tmp_path / "elsewhere" / "n1.png", seed=5)
     (tmp_path / "normal").symlink_to(tmp_path / "elsewhere")  # symlinked class folder
     (tmp_path / "covid" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # broken link
+    (tmp_path / "covid" / "again").symlink_to(tmp_path)  # a loop back to the top
     res = load_index("folder", tmp_path, classes=("covid", "normal"), progress=False)
     assert set(res.index["path"]) == {"covid/x1.png", "normal/n1.png"}
     reasons = res.report.set_index("path")["reason"].to_dict()
     assert reasons == {"covid/.x2.png": "hidden file", "stray.png": "not in a class folder",
                        ".cache/c.png": "hidden folder", "__old/o.png": "hidden folder",
-                       "covid/gone.png": "broken link", "elsewhere/n1.png": "label outside task"}
+                       "covid/gone.png": "broken link", "elsewhere/n1.png": "label outside task",
+                       "covid/again": "symlink loop"}
     assert "nowhere.png" in res.report.set_index("path").loc["covid/gone.png", "detail"]
 
 
