@@ -30,28 +30,26 @@ def _synth(a: argparse.Namespace) -> int:
 
 
 def _index(a: argparse.Namespace) -> int:
-    from .validate import load_index
+    from .validate import NoImagesError, load_index
 
-    task = {}
-    if a.classes:
-        task["classes"] = tuple(a.classes)
-    if a.source == "covid-chestxray":
-        if a.views is not None:
-            task["views"] = None if a.views == ["all"] else tuple(a.views)
-        if a.modality is not None:
-            task["modality"] = None if a.modality == "all" else a.modality
-    if a.source == "nih":
-        task.pop("classes", None)
-        task["finding"] = a.finding
-        task["negative"] = a.negative
-    res = load_index(a.source, a.root, progress=not a.quiet, cache=a.cache, **task)
+    # Only the options given are passed: the reader rejects one its layout does not take.
+    given = {"classes": a.classes and tuple(a.classes), "finding": a.finding, "negative": a.negative,
+             "views": a.views and (None if a.views == ["all"] else tuple(a.views)),
+             "modality": a.modality and (None if a.modality == "all" else a.modality)}
+    task = {k: v for k, v in given.items() if getattr(a, k) is not None}
+    try:
+        res = load_index(a.source, a.root, progress=not a.quiet, cache=a.cache, **task)
+    except NoImagesError as e:
+        if a.report:
+            e.result.report.to_csv(a.report, index=False)
+        raise ValueError(f"{e}" + (f"; drop report: {a.report}" if a.report else "")) from None
     res.index.to_csv(a.out, index=False)
     print(res.summary())
     print(f"index: {a.out}")
     if a.report:
         res.report.to_csv(a.report, index=False)
         print(f"drop report: {a.report}")
-    return 0 if len(res.index) else 1
+    return 0
 
 
 def _split(a: argparse.Namespace) -> int:
@@ -116,10 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--out", type=Path, required=True)
     i.add_argument("--report", type=Path, help="CSV of dropped rows and reasons")
     i.add_argument("--classes", nargs="+", help="task classes, e.g. covid normal | normal bacteria virus")
-    i.add_argument("--views", nargs="+", help="covid-chestxray views to keep ('all' for every view)")
+    i.add_argument("--views", nargs="+", help="covid-chestxray / nih views to keep ('all' for every view)")
     i.add_argument("--modality", help="covid-chestxray modality to keep ('all' for every modality)")
-    i.add_argument("--finding", default="Effusion", help="nih: positive finding")
-    i.add_argument("--negative", default="no finding", choices=["no finding", "rest"])
+    i.add_argument("--finding", help="nih: positive finding (default Effusion)")
+    i.add_argument("--negative", choices=["no finding", "rest"], help="nih: negative class (default 'no finding')")
     i.add_argument("--cache", type=Path, help="folder to keep decoded 256x256 pixels for training")
     i.set_defaults(func=_index)
 

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from .images import MAX_PIXELS, ImageCache, ImageError, read_gray, resize_gray
 from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths
-from .sources import read_source
+from .sources import DISK_REASONS, LAYOUTS, read_source
 
 
 @dataclass
@@ -47,6 +47,29 @@ class LoadResult:
             lines.append("dropped per reason: " + ", ".join(
                 f"{k} {v}" for k, v in self.report["reason"].value_counts().sort_index().items()))
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+class NoImagesError(ValueError):
+    """`load_index` kept no image; `result` still holds the drop report (and notes)."""
+
+    def __init__(self, message: str, result: LoadResult):
+        super().__init__(message)
+        self.result = result
+
+
+def _file_problem(path: Path) -> tuple[str, str] | None:
+    """(reason, detail) when `path` cannot be opened for reading, else None (no decoding)."""
+    try:
+        with open(path, "rb"):
+            return None
+    except FileNotFoundError:
+        return "missing file", "listed in the metadata but not on disk"
+    except IsADirectoryError:
+        return "not an image file", "a folder, not a file"
+    except PermissionError as e:
+        return "unreadable file", f"{e.strerror or 'Permission denied'}: the file exists but cannot be read"
+    except OSError as e:
+        return "unreadable file", f"{type(e).__name__}: {e.strerror or e}"
 
 
 def _check_one(path: Path, cache: ImageCache | None, max_pixels: int) -> dict:
@@ -175,20 +198,27 @@ def load_index(
     `task` options go to the reader (`classes`, `views`, `modality`, `finding`, ...; see
     `cxrnb.sources`). `cache` (an `ImageCache` or a folder) keeps the decoded pixels at
     `cache_size` so the pipeline does not decode again. Returns a `LoadResult`
-    (unpackable as ``index, report``).
+    (unpackable as ``index, report``). Raises `NoImagesError` (whose `result` holds the drop
+    report) when no image is kept.
     """
     raw = read_source(source, root, **task)
-    # A file that is not there is reported as missing whatever else is wrong with its row, so
-    # "listed but missing" counts are complete (a cheap stat, no decoding).
-    listed = raw["reason"].isna() | ~raw["reason"].isin(["not an image file"])
-    missing = listed & ~pd.Series([p.is_file() for p in image_paths(raw)], index=raw.index)
-    raw.loc[missing, "reason"] = "missing file"
-    raw.loc[missing, "detail"] = "listed in the metadata but not on disk"
+    notes = list(raw.attrs.get("notes", []))
+    # A listed file that cannot be opened is reported as such whatever else is wrong with its
+    # row, so "listed but missing" counts are complete (an open, no decoding). Rows that stand
+    # for files found on disk are not listings: they are not looked for again.
+    listed = ~raw["reason"].isin(DISK_REASONS)
+    near = raw["near_match"] if "near_match" in raw else pd.Series(None, index=raw.index, dtype=object)
+    problems = {i: pr for i, p in zip(raw.index[listed], image_paths(raw.loc[listed])) if (pr := _file_problem(p))}
+    if problems:
+        rows = list(problems)
+        raw.loc[rows, "reason"] = [problems[i][0] for i in rows]
+        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if near[i] else "") for i in rows]
+    raw = raw.drop(columns=["near_match"], errors="ignore")
     dropped = raw["reason"].notna()
     report = raw.loc[dropped, REPORT_COLUMNS]
     kept = raw.loc[~dropped].drop(columns=["reason", "detail"])
     kept, dup_report, links = _dedupe_listings(kept)
-    reports, notes = [report, dup_report], []
+    reports = [report, dup_report]
     if links:
         notes.append(f"{len(links)} files are listed more than once: the second listing is dropped "
                      "and its patient id merged with the first into one patient_group")
@@ -212,7 +242,13 @@ def load_index(
     report = pd.concat([r for r in reports if len(r)], ignore_index=True) if any(len(r) for r in reports) \
         else raw.iloc[:0][REPORT_COLUMNS]
     cols = INDEX_COLUMNS + [c for c in kept.columns if c not in INDEX_COLUMNS]
-    return LoadResult(kept[cols], report.reset_index(drop=True), notes)
+    result = LoadResult(kept[cols], report.reset_index(drop=True), notes)
+    if not len(kept):
+        counts = ", ".join(f"{k} {v}" for k, v in result.report["reason"].value_counts().sort_index().items())
+        raise NoImagesError(f"no images found: {source} at {root} (expected {LAYOUTS[source]}) gave no "
+                            f"usable image; the drop report lists {len(result.report)} file(s)"
+                            + (f" ({counts})" if counts else ""), result)
+    return result
 
 
 def combine(*results: LoadResult | pd.DataFrame) -> pd.DataFrame:

@@ -96,7 +96,9 @@ def test_covid_chestxray_reader_handles_real_quirks(covid_root):
 
 def test_covid_chestxray_ct_kept_only_when_asked(covid_root):
     raw = read_source("covid-chestxray", covid_root, classes=("covid",), views=None, modality=None)
-    assert raw.set_index("path").loc["volumes/g.nii.gz", "reason"] != "filtered: modality"
+    assert pd.isna(raw.set_index("path").loc["volumes/g.nii.gz", "reason"])  # a covid row, kept
+    raw = read_source("covid-chestxray", covid_root, classes=("covid",), views=None)
+    assert raw.set_index("path").loc["volumes/g.nii.gz", "reason"] == "filtered: modality"
 
 
 def test_covid_chestxray_pneumonia_task_absorbs_bacteria(covid_root):
@@ -128,7 +130,7 @@ def test_kaggle_two_and_three_class(tmp_path, write_image):
     assert idx["label"].value_counts().to_dict() == {"normal": 3, "pneumonia": 3}
     assert set(idx["patient_id"]) == {"IM-0001", "person3", "person4", "NORMAL2-IM-0005", "person6"}
     assert idx.groupby("kaggle_split").size().to_dict() == {"test": 2, "train": 4}
-    assert rep["reason"].tolist() == ["not an image file"]  # .DS_Store reported, not silent
+    assert rep["reason"].tolist() == ["hidden file"]  # .DS_Store reported, not silent
     idx3, _ = load_index("kaggle-pneumonia", tmp_path, classes=("normal", "bacteria", "virus"), progress=False)
     assert idx3["label"].value_counts().to_dict() == {"normal": 3, "bacteria": 2, "virus": 1}
 
@@ -217,3 +219,242 @@ def test_real_nih_subset(shared_data):
     rest, _ = load_index("nih", shared_data("nih-chestxray14"), negative="rest", progress=False)
     assert len(rest) == 200 and (rest["mode"] == "RGBA").sum() == 3
     assert idx.groupby("patient_id").size().max() >= 2  # patients with follow-ups
+
+
+# --- issue 10: no silent swaps or losses, clear errors ---------------------------------------
+
+def _all_files(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() or p.is_symlink()}
+
+
+NIH_HEAD = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Gender,View Position\n"
+
+
+def test_nih_same_named_files_prefer_the_release_images_folders(tmp_path, write_image):
+    (tmp_path / "Data_Entry_2017.csv").write_text(
+        NIH_HEAD + "x.png,Effusion,000,00000001,058Y,M,PA\ny.png,No Finding,000,00000002,040Y,F,PA\n")
+    write_image(tmp_path / "images" / "x.png", seed=1)
+    (tmp_path / "thumbs").mkdir()
+    (tmp_path / "thumbs" / "x.png").write_bytes(b"")  # an empty copy, found after images/
+    write_image(tmp_path / "zbackup" / "x.png", seed=2)
+    write_image(tmp_path / "a" / "y.png", seed=3)  # two copies, neither in images*/: ambiguous
+    write_image(tmp_path / "b" / "y.png", seed=4)
+    res = load_index("nih", tmp_path, progress=False)
+    assert res.index["path"].tolist() == ["images/x.png"]
+    reasons = res.report.set_index("path")["reason"].to_dict()
+    assert reasons == {"thumbs/x.png": "same file name", "zbackup/x.png": "same file name",
+                       "a/y.png": "ambiguous file", "b/y.png": "ambiguous file"}
+    detail = res.report.set_index("path")["detail"]
+    assert "images/x.png" in detail["thumbs/x.png"] and "a/y.png" in detail["b/y.png"]
+
+
+def test_csv_row_with_an_extra_field_is_reported_by_line_not_shifted(tmp_path, write_image):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "metadata.csv").write_text(
+        "patientid,finding,view,modality,folder,filename\n"
+        "1,COVID-19,PA,X-ray,images,a.png\n"
+        "2,COVID-19, ARDS,PA,X-ray,images,b.png\n"  # unquoted comma: one field too many
+        "3,No Finding,PA,X-ray,images,c.png\n")
+    for i, n in enumerate("abc"):
+        write_image(tmp_path / "images" / f"{n}.png", seed=i)
+    res = load_index("covid-chestxray", tmp_path, progress=False)
+    assert res.index.set_index("path")["patient_id"].to_dict() == {"images/a.png": "1", "images/c.png": "3"}
+    rep = res.report.set_index("path")
+    assert rep.loc["metadata.csv", "reason"] == "malformed CSV row"
+    assert "line 3" in rep.loc["metadata.csv", "detail"] and "7 fields" in rep.loc["metadata.csv", "detail"]
+    assert rep.loc["images/b.png", "reason"] == "not listed in the metadata"
+
+
+def test_nih_rows_with_a_trailing_comma_keep_their_columns(tmp_path, write_image):
+    (tmp_path / "Data_Entry_2017.csv").write_text(
+        NIH_HEAD + "x.png,Cardiomegaly,000,00000001,058Y,M,PA,\ny.png,No Finding,000,00000002,040Y,F,PA,\n")
+    write_image(tmp_path / "images" / "x.png", seed=1)
+    write_image(tmp_path / "images" / "y.png", seed=2)
+    res = load_index("nih", tmp_path, finding="Cardiomegaly", progress=False)
+    assert res.index.set_index("path")["label"].to_dict() == {"images/x.png": "cardiomegaly",
+                                                               "images/y.png": "normal"}
+    assert res.index.set_index("path").loc["images/y.png", "sex"] == "F"
+    assert len(res.report) == 0
+
+
+def test_folder_layout_accounts_for_every_image(tmp_path, write_image):
+    write_image(tmp_path / "covid" / "x1.png")
+    write_image(tmp_path / "covid" / ".x2.png", seed=1)  # hidden
+    write_image(tmp_path / "stray.png", seed=2)  # at the root, no class
+    write_image(tmp_path / ".cache" / "c.png", seed=3)  # hidden class folder
+    write_image(tmp_path / "__old" / "o.png", seed=4)
+    write_image(tmp_path / "elsewhere" / "n1.png", seed=5)
+    (tmp_path / "normal").symlink_to(tmp_path / "elsewhere")  # symlinked class folder
+    (tmp_path / "covid" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # broken link
+    (tmp_path / "covid" / "again").symlink_to(tmp_path)  # a loop back to the top
+    res = load_index("folder", tmp_path, classes=("covid", "normal"), progress=False)
+    assert set(res.index["path"]) == {"covid/x1.png", "normal/n1.png"}
+    reasons = res.report.set_index("path")["reason"].to_dict()
+    assert reasons == {"covid/.x2.png": "hidden file", "stray.png": "not in a class folder",
+                       ".cache/c.png": "hidden folder", "__old/o.png": "hidden folder",
+                       "covid/gone.png": "broken link", "elsewhere/n1.png": "label outside task",
+                       "covid/again": "symlink loop"}
+    assert "nowhere.png" in res.report.set_index("path").loc["covid/gone.png", "detail"]
+
+
+def test_unreadable_subfolder_is_reported(tmp_path, write_image, monkeypatch):
+    import os
+
+    write_image(tmp_path / "covid" / "x1.png")
+    write_image(tmp_path / "normal" / "locked" / "n1.png")
+    locked = tmp_path / "normal" / "locked"
+    if os.geteuid() == 0:  # root reads anything: make the listing fail as it would for a user
+        real = os.scandir
+
+        def scandir(path="."):
+            if Path(path) == locked:
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path)
+
+        monkeypatch.setattr(os, "scandir", scandir)
+    else:
+        locked.chmod(0)
+        monkeypatch.setattr(locked, "chmod", locked.chmod)  # keep tmp_path removable
+    res = load_index("folder", tmp_path, progress=False)
+    row = res.report.set_index("path").loc["normal/locked"]
+    assert row["reason"] == "unreadable folder" and "Permission denied" in row["detail"]
+    if os.geteuid() != 0:
+        locked.chmod(0o755)
+
+
+def _kaggle_messy(base: Path, write_image) -> None:
+    write_image(base / "train/NORMAL/0001.jpeg", fmt="JPEG", seed=1)
+    write_image(base / "train/PNEUMONIA/0001.jpeg", fmt="JPEG", seed=2)
+    write_image(base / "train/PNEUMONIA/person3_virus_7.jpeg", fmt="JPEG", seed=3)
+    write_image(base / "train/loose.jpeg", fmt="JPEG", seed=4)  # directly in train/
+    write_image(base / "validation/NORMAL/IM-0009-0001.jpeg", fmt="JPEG", seed=5)
+    write_image(base / "root.jpeg", fmt="JPEG", seed=6)
+    write_image(base / "test/__MACOSX/x.jpeg", fmt="JPEG", seed=7)
+
+
+def test_kaggle_messy_layout_indexes_or_reports_every_image(tmp_path, write_image):
+    _kaggle_messy(tmp_path / "chest_xray", write_image)
+    res = load_index("kaggle-pneumonia", tmp_path, progress=False)
+    idx = res.index.set_index("path")
+    assert set(idx.index) == {"chest_xray/train/NORMAL/0001.jpeg", "chest_xray/train/PNEUMONIA/0001.jpeg",
+                              "chest_xray/train/PNEUMONIA/person3_virus_7.jpeg",
+                              "chest_xray/validation/NORMAL/IM-0009-0001.jpeg"}
+    assert idx.loc["chest_xray/validation/NORMAL/IM-0009-0001.jpeg", "kaggle_split"] == "val"
+    # same file name in two class folders: two patients, as in the folder layout
+    assert idx.loc["chest_xray/train/NORMAL/0001.jpeg", "patient_id"] != \
+        idx.loc["chest_xray/train/PNEUMONIA/0001.jpeg", "patient_id"]
+    assert res.report.set_index("path")["reason"].to_dict() == {
+        "chest_xray/train/loose.jpeg": "not in a class folder", "chest_xray/root.jpeg": "outside the layout",
+        "chest_xray/test/__MACOSX/x.jpeg": "hidden folder"}
+
+
+def test_covid_and_nih_report_images_the_csv_does_not_list(covid_root, tmp_path, write_image):
+    write_image(covid_root / "images" / "extra.png", seed=9)
+    write_image(covid_root / "stray.jpg", fmt="JPEG", seed=9)
+    rep = load_index("covid-chestxray", covid_root, progress=False).report.set_index("path")["reason"]
+    assert rep["images/extra.png"] == rep["stray.jpg"] == "not listed in the metadata"
+    nih = tmp_path / "nih"
+    nih.mkdir()
+    (nih / "Data_Entry_2017.csv").write_text(NIH_HEAD + "x.png,Effusion,000,00000001,058Y,M,PA\n")
+    write_image(nih / "images" / "x.png")
+    write_image(nih / "images" / "unlisted.png", seed=1)
+    rep = load_index("nih", nih, progress=False).report.set_index("path")["reason"]
+    assert rep.to_dict() == {"images/unlisted.png": "not listed in the metadata"}
+
+
+def test_listed_name_differing_in_case_or_unicode_names_the_near_match(tmp_path, write_image):
+    import unicodedata
+
+    (tmp_path / "metadata.csv").write_text(
+        "patientid,finding,view,filename\n1,COVID-19,PA,A.png\n2,No Finding,PA,"
+        + unicodedata.normalize("NFC", "caf\u00e9.png") + "\n3,No Finding,PA,ok.png\n", encoding="utf-8")
+    write_image(tmp_path / "images" / "a.png")
+    write_image(tmp_path / "images" / unicodedata.normalize("NFD", "caf\u00e9.png"), seed=1)
+    write_image(tmp_path / "images" / "ok.png", seed=2)
+    rep = load_index("covid-chestxray", tmp_path, progress=False).report.set_index("path")
+    assert rep.loc["images/A.png", "reason"] == "missing file"
+    assert "images/a.png" in rep.loc["images/A.png", "detail"]
+    nfc = "images/" + unicodedata.normalize("NFC", "caf\u00e9.png")
+    assert rep.loc[nfc, "reason"] == "missing file" and "Unicode" in rep.loc[nfc, "detail"]
+
+
+def test_kaggle_patient_ids_fall_back_to_the_relative_path(tmp_path, write_image):
+    _kaggle_messy(tmp_path, write_image)
+    raw = read_source("kaggle-pneumonia", tmp_path)
+    pid = raw.set_index("path")["patient_id"]
+    assert pid["train/NORMAL/0001.jpeg"] == "file:train/NORMAL/0001"
+
+
+NIH_V2020_HEAD = "Image Index,Finding Labels,Follow-up #,Patient ID,Patient Age,Patient Sex,View Position\n"
+
+
+def test_nih_v2020_sex_ages_and_conflicting_listings(tmp_path, write_image):
+    (tmp_path / "Data_Entry_2017_v2020.csv").write_text(
+        NIH_V2020_HEAD + "a.png,Effusion,0,1,58,M,PA\nb.png,No Finding,0,2,414,F,PA\n"
+        "c.png,Effusion,0,3,30,F,PA\nc.png,No Finding,0,3,30,F,PA\n")
+    for i, n in enumerate("abc"):
+        write_image(tmp_path / "images" / f"{n}.png", seed=i)
+    res = load_index("nih", tmp_path, progress=False)
+    idx = res.index.set_index("path")
+    assert idx["sex"].to_dict() == {"images/a.png": "M", "images/b.png": "F"}
+    assert idx.loc["images/a.png", "age"] == 58 and np.isnan(idx.loc["images/b.png", "age"])
+    assert any("414" in n and "120" in n for n in res.notes)
+    conflict = res.report[res.report["reason"] == "conflicting listings"]
+    assert conflict["path"].tolist() == ["images/c.png", "images/c.png"]
+    assert "Effusion" in conflict["detail"].iloc[0] and "No Finding" in conflict["detail"].iloc[0]
+
+
+def test_zero_images_is_one_clear_error_with_the_report(tmp_path):
+    from cxrnb.validate import NoImagesError
+
+    (tmp_path / "chest_xray/train/NORMAL").mkdir(parents=True)
+    (tmp_path / "chest_xray/train/PNEUMONIA").mkdir(parents=True)
+    (tmp_path / "chest_xray/train/PNEUMONIA/.DS_Store").write_bytes(b"\0")
+    with pytest.raises(NoImagesError, match="no images found") as e:
+        load_index("kaggle-pneumonia", tmp_path, progress=False)
+    assert e.value.result.report["path"].tolist() == ["chest_xray/train/PNEUMONIA/.DS_Store"]
+    (tmp_path / "f" / "normal").mkdir(parents=True)
+    with pytest.raises(NoImagesError, match="no images found"):
+        load_index("folder", tmp_path / "f", progress=False)
+
+
+@pytest.mark.parametrize("source, options, message", [
+    ("covid-chestxray", {"classes": ("covid", "normall")}, r"'normall'.*'normal'"),
+    ("kaggle-pneumonia", {"classes": ("normal", "pneumonai")}, r"'pneumonai'.*'pneumonia'"),
+    ("nih", {"finding": "Efusion"}, r"'Efusion'.*'Effusion'"),
+    ("nih", {"classes": ("effusion", "normal")}, r"does not take option 'classes'.*finding"),
+    ("kaggle-pneumonia", {"views": ("PA",)}, r"does not take option 'views'.*classes"),
+    ("folder", {"classes": ("covid", "normall")}, r"'normall'.*'normal'"),
+])
+def test_task_option_typos_and_foreign_options_are_errors(tmp_path, write_image, source, options, message):
+    (tmp_path / "metadata.csv").write_text("patientid,finding,filename\n1,COVID-19,a.png\n")
+    (tmp_path / "Data_Entry_2017.csv").write_text(NIH_HEAD + "a.png,Effusion,0,1,58,M,PA\n")
+    write_image(tmp_path / "images" / "a.png")
+    write_image(tmp_path / "chest_xray/train/NORMAL/a.jpeg", fmt="JPEG")
+    if source == "folder":
+        tmp_path = tmp_path / "f"
+        write_image(tmp_path / "covid" / "a.png")
+        write_image(tmp_path / "normal" / "b.png")
+    with pytest.raises(ValueError, match=message):
+        read_source(source, tmp_path, **options)
+
+
+def test_covid_missing_view_column_is_one_error_with_the_fix(tmp_path):
+    (tmp_path / "metadata.csv").write_text("patientid,finding,filename\n1,COVID-19,a.png\n2,COVID-19,b.png\n")
+    with pytest.raises(ValueError, match=r"metadata.csv: no 'view' column.*views=None.*--views all"):
+        read_source("covid-chestxray", tmp_path)
+
+
+def test_covid_missing_patientid_column_is_one_note(tmp_path, write_image):
+    (tmp_path / "metadata.csv").write_text("finding,view,filename\nCOVID-19,PA,a.png\nNo Finding,PA,b.png\n")
+    write_image(tmp_path / "images" / "a.png")
+    write_image(tmp_path / "images" / "b.png", seed=1)
+    res = load_index("covid-chestxray", tmp_path, progress=False)
+    assert len(res.index) == 2 and res.index["patient_id"].is_unique and len(res.report) == 0
+    assert sum("patientid" in n for n in res.notes) == 1
+
+
+def test_zero_byte_metadata_names_the_file(tmp_path):
+    (tmp_path / "metadata.csv").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"metadata.csv: empty file"):
+        read_source("covid-chestxray", tmp_path)

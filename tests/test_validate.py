@@ -153,3 +153,34 @@ def test_synthetic_defects_reach_the_report(tmp_path, layout, source, expected):
     # good images all kept: every manifest image that is a real render is in the index
     good = m[m["lung_mask"].notna()]
     assert set(good["path"]) <= set(res.index["path"])
+
+
+def test_unreadable_file_is_not_called_corrupt(tmp_path, write_image, monkeypatch):
+    import builtins
+    import os
+
+    write_image(tmp_path / "normal" / "ok.png")
+    locked = write_image(tmp_path / "normal" / "locked.png", seed=1)
+    if os.geteuid() == 0:  # root reads anything: fail the open as it fails for a user
+        real = builtins.open
+
+        def fake_open(file, *args, **kwargs):
+            if Path(file) == locked:
+                raise PermissionError(13, "Permission denied", str(file))
+            return real(file, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "open", fake_open)
+    else:
+        locked.chmod(0)
+    res = load_index("folder", tmp_path, progress=False)
+    row = res.report.set_index("path").loc["normal/locked.png"]
+    assert row["reason"] == "unreadable file" and "Permission denied" in row["detail"]
+    assert res.index["path"].tolist() == ["normal/ok.png"]
+
+
+def test_broken_link_is_not_said_to_be_listed_in_metadata(tmp_path, write_image):
+    write_image(tmp_path / "normal" / "ok.png")
+    (tmp_path / "normal" / "link.png").symlink_to(tmp_path / "gone.png")
+    rep = load_index("folder", tmp_path, progress=False).report.set_index("path")
+    assert rep.loc["normal/link.png", "reason"] == "broken link"
+    assert "metadata" not in rep.loc["normal/link.png", "detail"]
