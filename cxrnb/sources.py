@@ -5,7 +5,7 @@ Readers only parse metadata and folder structure; they never open images (that i
 outside the task, a lateral view, a CT slice, a listing twice) are kept in the returned
 frame with a `reason`, so `load_index` can put them in the drop report: nothing vanishes.
 
-Layouts (design.md section 2):
+Layouts:
 - ``synthetic``: the embedded generator's manifest ``synthetic.csv`` (either layout).
 - ``covid-chestxray``: ieee8023 ``metadata.csv`` + ``images/`` (also Actualmed/Figure1 with
   ``imagename``), old flat and new hierarchical ``finding`` vocabularies.
