@@ -3,8 +3,8 @@
     python benchmarks/augment.py [--n 512] [--size 224] [--batch 32] [--policy default]
                                  [--out benchmarks/results/augment.json]
 
-Same in-memory uint8 images (synthetic chest X-rays from `cxrnb.synthetic.render_image`, or a
-CXR-like fallback), same policy, one run. Each method is warmed up (graph tracing, first batches)
+Same in-memory uint8 images (synthetic chest X-rays from `cxrnb.synthetic.render_image`), same
+policy, one run. Each method is warmed up (graph tracing, first batches)
 outside the timing, then timed over full passes of the N images (best of PASSES, because the
 machine may be shared). The legacy
 ImageDataGenerator (the reference articles' tool; only `tf.keras.preprocessing.image` still has it
@@ -12,8 +12,8 @@ under Keras 3) gets the closest settings: rotation_range, zoom_range, brightness
 width/height_shift_range, horizontal_flip, fill_mode="constant", cval=0. It has no gamma
 contrast and no random crop, so rows marked "IDG-matched" run our executors on the same policy
 minus gamma and crop, for a like-for-like comparison. The OpenCV executor runs the Keras
-executor's computation (same draws' distributions, lookup table, one warp matrix) with cv2.LUT +
-cv2.warpAffine per image.
+executor's draws and arithmetic (`cxrnb.augment.transforms`: lookup table, one warp matrix) with
+cv2.LUT + cv2.warpAffine per image.
 """
 from __future__ import annotations
 
@@ -30,24 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from cxrnb.synthetic import render_image  # noqa: E402
+
 
 def make_images(n: int, size: int, seed: int = 0) -> tuple[np.ndarray, str]:
-    try:
-        from cxrnb.synthetic import render_image
-    except ImportError:
-        render_image = None
-    if render_image is not None:
-        labels = ("normal", "pneumonia", "covid", "effusion")
-        k = min(n, 64)  # render 64 distinct films and tile them (rendering is not what we time)
-        base = np.stack([render_image(seed, i // 4, i % 4, labels[i % 4], size=size)[0] for i in range(k)])
-        return np.resize(base, (n, size, size)).astype(np.uint8), "cxrnb.synthetic.render_image"
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:size, 0:size] / size
-    body = 60 + 120 * np.exp(-((x - 0.5) ** 2 / 0.12 + (y - 0.55) ** 2 / 0.2))
-    lungs = 50 * (np.exp(-((x - 0.32) ** 2 / 0.01 + (y - 0.5) ** 2 / 0.05))
-                  + np.exp(-((x - 0.68) ** 2 / 0.01 + (y - 0.5) ** 2 / 0.05)))
-    imgs = body - lungs + rng.normal(0, 8, (n, size, size))
-    return np.clip(imgs, 0, 255).astype(np.uint8), "numpy fallback"
+    """`n` uint8 synthetic films: 64 distinct renders, tiled (rendering is not what we time)."""
+    labels = ("normal", "pneumonia", "covid", "effusion")
+    k = min(n, 64)
+    base = np.stack([render_image(seed, i // 4, i % 4, labels[i % 4], size=size)[0] for i in range(k)])
+    return np.resize(base, (n, size, size)).astype(np.uint8), "cxrnb.synthetic.render_image"
 
 
 PASSES = 3  # each method: best of this many timed passes (the machine may be shared)

@@ -1,6 +1,6 @@
 """cxrnb: the helper package behind the chest X-ray notebook series.
 
-One module per stage of the data flow (see design.md):
+One module per stage of the data flow:
 `synthetic` (embedded dataset) -> `sources` (readers -> index) -> `validate` (drop report)
 -> `splits` (patient-level) -> `pipeline` (tf.data) with `augment` -> `plots`; `cli` for the shell.
 Importing `cxrnb` is cheap: TensorFlow is only imported by the modules that need it.

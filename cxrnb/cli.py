@@ -1,7 +1,7 @@
 """The `cxrnb` command: the data steps of the notebooks, for the shell and for scripts.
 
     cxrnb synth OUT_DIR [--layout kaggle|covid-chestxray] [--n-patients N] [--classes ...]
-                        [--size S] [--shortcut P] [--seed K]
+                        [--class-fractions normal=0.9,effusion=0.1] [--size S] [--shortcut P] [--seed K]
     cxrnb index SOURCE ROOT --out index.csv [--report dropped.csv] [task options]
     cxrnb split index.csv --out split.csv [--val F --test F --seed K]
     cxrnb train split.csv --preset default --out RUN_DIR [--epochs N --image-size N ...]
@@ -17,10 +17,24 @@ from pathlib import Path
 import pandas as pd
 
 
+def _class_fractions(text: str) -> dict[str, float]:
+    """``normal=0.9,effusion=0.1`` -> {"normal": 0.9, "effusion": 0.1} (values checked by `generate`)."""
+    out = {}
+    for item in text.split(","):
+        name, _, share = item.partition("=")
+        try:
+            out[name.strip()] = float(share)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected CLASS=SHARE[,CLASS=SHARE...], e.g. normal=0.9,effusion=0.1; "
+                                             f"got {item!r}") from None
+    return out
+
+
 def _synth(a: argparse.Namespace) -> int:
     from .synthetic import generate
 
-    m = generate(a.out_dir, layout=a.layout, n_patients=a.n_patients, classes=tuple(a.classes),
+    m = generate(a.out_dir, layout=a.layout, n_patients=a.n_patients,
+                 classes=None if a.classes is None else tuple(a.classes), class_fractions=a.class_fractions,
                  size=a.size, difficulty=a.difficulty, shortcut=a.shortcut, seed=a.seed,
                  progress=not a.quiet)
     print(f"wrote {len(m)} images of {m['patient_id'].nunique()} patients to {a.out_dir} "
@@ -101,7 +115,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("out_dir", type=Path)
     s.add_argument("--layout", default="kaggle", choices=["kaggle", "covid-chestxray"])
     s.add_argument("--n-patients", type=int, default=120)
-    s.add_argument("--classes", nargs="+", default=["normal", "pneumonia", "covid", "effusion"])
+    s.add_argument("--classes", nargs="+", help="default: normal pneumonia covid effusion, or those of "
+                   "--class-fractions")
+    s.add_argument("--class-fractions", type=_class_fractions, metavar="CLASS=SHARE,...",
+                   help="share of patients per class, summing to 1, e.g. normal=0.9,effusion=0.1 "
+                   "(default: balanced)")
     s.add_argument("--size", type=int, default=256)
     s.add_argument("--difficulty", type=float, default=0.5)
     s.add_argument("--shortcut", type=float, default=0.0, help="marker/class correlation 0..1")

@@ -1,4 +1,4 @@
-"""The index: the one contract between the stages of cxrnb (design.md section 1).
+"""The index: the one contract between the stages of cxrnb.
 
 An index is a pandas DataFrame with one row per image. Every reader returns one, validation
 and splitting take and return one, and the pipeline builds a `tf.data.Dataset` from one, so

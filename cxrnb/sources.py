@@ -10,7 +10,7 @@ is every CSV line that cannot be parsed. Notes for the user (said once, not per 
 in ``frame.attrs["notes"]``. Task options are checked against the layout's vocabulary: a
 typo is an error that lists the valid choices, never a one-class index.
 
-Layouts (design.md section 2):
+Layouts:
 - ``synthetic``: the embedded generator's manifest ``synthetic.csv`` (either layout).
 - ``covid-chestxray``: ieee8023 ``metadata.csv`` + ``images/`` (also Actualmed/Figure1 with
   ``imagename``), old flat and new hierarchical ``finding`` vocabularies.

@@ -8,12 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from PIL import Image
 from scipy import ndimage
 
 from cxrnb import synthetic as syn
+from cxrnb.cli import main as cli
+from cxrnb.sources import kaggle_patient
+from cxrnb.splits import split_by_patient
 from cxrnb.synthetic import CLASSES, METADATA_COLUMNS, ensure, generate, render_image
 
 SMALL = dict(n_patients=12, size=64, progress=False)
@@ -132,13 +133,25 @@ def test_pneumonia_subtypes_are_bacteria_or_virus_per_patient(tmp_path):
     assert m.loc[m["label"] == "normal", "subtype"].isna().all()
 
 
-def test_no_patient_in_two_kaggle_splits_and_every_class_in_every_split(kaggle):
-    _, m = kaggle
+def test_kaggle_folders_are_the_patient_split_of_cxrnb_splits(tmp_path):
+    m = generate(tmp_path, n_patients=40, size=32, images_per_patient=(1, 3), seed=2, progress=False)
     assert (m.groupby("patient_id")["split"].nunique() == 1).all()
     assert (m.groupby("kaggle_patient")["split"].nunique() == 1).all()
     per = m.groupby(["label", "split"])["patient_id"].nunique().unstack(fill_value=0)
     assert set(per.columns) == {"train", "val", "test"}
-    assert (per >= 1).all().all(), per  # 3 patients per class: one in each split
+    assert (per[["train", "test"]] >= 1).all().all(), per  # stratified: every class trains and tests
+    patients = m.drop_duplicates("patient_id").assign(path=lambda d: d["patient_id"], view="PA", root=".")
+    expected = split_by_patient(patients, val=0.05, test=0.20, seed=2)
+    assert dict(zip(expected["patient_id"], expected["split"])) == dict(zip(m["patient_id"], m["split"]))
+
+
+@pytest.mark.parametrize("n_patients,splits", [(1, {"train"}), (2, {"train", "test"})])
+def test_a_set_too_small_for_every_split_still_generates(tmp_path, n_patients, splits):
+    m = generate(tmp_path, n_patients=n_patients, classes=("normal",), size=32, images_per_patient=(1, 1),
+                 progress=False)
+    assert set(m["split"]) == splits
+    on_disk = {p.parent.parent.name for p in (tmp_path / "chest_xray").rglob("*.jpeg")}
+    assert on_disk == splits
 
 
 def test_patients_are_unique_across_classes_and_classes_balanced(kaggle):
@@ -159,33 +172,48 @@ def test_split_fractions_are_respected(tmp_path):
     assert share["val"] == pytest.approx(0.25, abs=0.05)
 
 
-@settings(max_examples=150, deadline=None)
-@given(n=st.integers(1, 60), n_classes=st.integers(1, 4), seed=st.integers(0, 10**6),
-       val=st.sampled_from([0.0, 0.05, 0.1, 0.3]), test=st.sampled_from([0.0, 0.1, 0.2, 0.4]))
-def test_patient_splits_are_stratified_and_cover_every_split_where_possible(n, n_classes, seed,
-                                                                            val, test):
-    labels = syn._patient_labels(n, CLASSES[:n_classes], seed)
-    counts = pd.Series(labels).value_counts()
-    assert counts.max() - counts.min() <= 1  # balanced round robin
-    fractions = (1 - val - test, val, test)
-    splits = syn._patient_splits(labels, fractions, seed)
-    assert set(splits) <= {"train", "val", "test"}
-    wanted = [name for name, f in zip(("train", "val", "test"), fractions) if f > 0]
-    frame = pd.DataFrame({"label": labels, "split": splits})
-    for label, g in frame.groupby("label"):
-        have = set(g["split"])
-        assert "train" in have and have <= set(wanted)
-        if len(g) >= len(wanted):
-            assert have == set(wanted), (label, len(g), fractions, g["split"].value_counts())
+def test_class_fractions_give_the_requested_shares_of_patients(tmp_path):
+    m = generate(tmp_path, n_patients=40, class_fractions={"normal": 0.9, "effusion": 0.1}, size=32,
+                 images_per_patient=(1, 1), progress=False)
+    assert m.groupby("label")["patient_id"].nunique().to_dict() == {"normal": 36, "effusion": 4}
+    assert set(m.loc[m["label"] == "effusion", "split"]) & {"train"}  # the rare class trains
+    assert json.loads((tmp_path / "synthetic.json").read_text())["arguments"]["class_fractions"] == \
+        {"normal": 0.9, "effusion": 0.1}
+    few = generate(tmp_path / "few", n_patients=4, classes=("effusion", "normal"),
+                   class_fractions={"normal": 0.9, "effusion": 0.1}, size=32, images_per_patient=(1, 1),
+                   progress=False)
+    # 3.6 and 0.4 patients: the rounding would give effusion none; every listed class gets one
+    assert few.groupby("label")["patient_id"].nunique().to_dict() == {"normal": 3, "effusion": 1}
+
+
+def test_balanced_classes_by_default_and_by_equal_fractions(tmp_path):
+    a = generate(tmp_path / "a", layout="covid-chestxray", n_patients=10, classes=("normal", "covid", "effusion"),
+                 size=32, images_per_patient=(1, 1), progress=False)
+    b = generate(tmp_path / "b", layout="covid-chestxray", n_patients=10, size=32, images_per_patient=(1, 1),
+                 class_fractions={"normal": 1 / 3, "covid": 1 / 3, "effusion": 1 / 3}, progress=False)
+    assert a.groupby("label")["patient_id"].nunique().to_dict() == {"normal": 4, "covid": 3, "effusion": 3}
+    pd.testing.assert_frame_equal(a, b)  # the same patients, the same films
+
+
+def test_cli_synth_takes_class_fractions(tmp_path, capsys):
+    out = tmp_path / "d"
+    assert cli(["-q", "synth", str(out), "--n-patients", "10", "--size", "32",
+                "--class-fractions", "normal=0.9,effusion=0.1"]) == 0
+    m = syn.read_manifest(out)
+    assert m.groupby("label")["patient_id"].nunique().to_dict() == {"normal": 9, "effusion": 1}
+    for bad, message in (("normal=0.9,effusion", "expected CLASS=SHARE"), ("normal=x", "expected CLASS=SHARE")):
+        with pytest.raises(SystemExit):
+            cli(["synth", str(tmp_path / "e"), "--class-fractions", bad])
+        assert message in capsys.readouterr().err
+    assert cli(["synth", str(tmp_path / "e"), "--class-fractions", "normal=0.9,tb=0.1"]) == 2
+    assert "class_fractions: unknown class 'tb'" in capsys.readouterr().err
+    assert not (tmp_path / "e").exists()
 
 
 def test_kaggle_reader_parses_the_synthetic_layout(kaggle):
-    sources = pytest.importorskip("cxrnb.sources")
-    if not hasattr(sources, "kaggle_patient"):
-        pytest.skip("cxrnb.sources has no kaggle_patient()")
     _, m = kaggle
     for row in m.itertuples():
-        assert sources.kaggle_patient(row.path.rsplit("/", 1)[1]) == row.kaggle_patient
+        assert kaggle_patient(row.path.rsplit("/", 1)[1]) == row.kaggle_patient
 
 
 # --------------------------------------------------------------------------- covid-chestxray layout
@@ -362,6 +390,14 @@ def test_marker_is_recorded_and_burnt_into_the_file(tmp_path):
     (dict(jpeg_quality=0), "jpeg_quality"),
     (dict(split_fractions=(0.5, 0.1, 0.1)), "split_fractions"),
     (dict(split_fractions=(0.0, 0.5, 0.5)), "split_fractions"),
+    (dict(class_fractions={"normal": 0.5, "tb": 0.5}), "class_fractions: unknown class 'tb'"),
+    (dict(class_fractions={"normal": 1.2, "covid": -0.2}), "share of 'covid' must be a number >= 0"),
+    (dict(class_fractions={"normal": 0.5, "covid": "half"}), "share of 'covid' must be a number >= 0"),
+    (dict(class_fractions={"normal": 0.5, "covid": 0.4}), "class_fractions must sum to 1"),
+    (dict(class_fractions={}), "class_fractions must be a non-empty mapping"),
+    (dict(class_fractions=[0.5, 0.5]), "class_fractions must be a non-empty mapping"),
+    (dict(class_fractions={"normal": 0.5, "covid": 0.5}, classes=("normal", "effusion")),
+     r"class_fractions names \['covid', 'normal'\] but classes are \['normal', 'effusion'\]"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(tmp_path, kwargs, name):
     with pytest.raises(ValueError, match=name):
@@ -396,6 +432,10 @@ def test_ensure_reuses_and_regenerates(tmp_path):
     assert not marker_file.exists()  # old contents wiped
     assert set(changed["seed"]) == {2}
     assert json.loads((out / "synthetic.json").read_text())["arguments"]["seed"] == 2
+    marker_file.write_text("kept if reused")
+    skewed = ensure(out, **{**args, "seed": 2, "class_fractions": {"normal": 0.75, "covid": 0.25}})
+    assert not marker_file.exists() and skewed["label"].value_counts().index[0] == "normal"
+    assert ensure(out, **{**args, "seed": 2, "class_fractions": {"normal": 0.75, "covid": 0.25}}).equals(skewed)
     layout = ensure(out, **{**args, "layout": "covid-chestxray"})
     assert (out / "metadata.csv").is_file() and not (out / "chest_xray").exists()
     assert len(layout) == len(pd.read_csv(out / "metadata.csv"))

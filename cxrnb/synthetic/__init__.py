@@ -1,0 +1,12 @@
+"""The embedded synthetic chest X-ray dataset: the offline default of every notebook and test.
+
+`render.py` draws one frontal radiograph with its lung and lesion masks (`render_image`, a pure
+function of its arguments); `write.py` lays whole datasets out on disk like a real source
+(`generate`) and reuses one generated with the same arguments (`ensure`).
+"""
+from .render import CLASSES, SUBTYPES, VIEWS, render_image
+from .write import (FINDINGS, GENERATOR_VERSION, LAYOUTS, MANIFEST, METADATA_COLUMNS, SETTINGS, ensure,
+                    generate, read_manifest)
+
+__all__ = ["CLASSES", "SUBTYPES", "VIEWS", "render_image", "FINDINGS", "GENERATOR_VERSION", "LAYOUTS",
+           "MANIFEST", "METADATA_COLUMNS", "SETTINGS", "ensure", "generate", "read_manifest"]

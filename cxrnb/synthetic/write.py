@@ -1,0 +1,437 @@
+"""Writing synthetic datasets: `generate` lays rendered films out like a real source, `ensure` reuses them.
+
+`generate` writes a whole dataset in the on-disk layout of a real source (Kaggle
+chest-xray-pneumonia folders, or the ieee8023 covid-chestxray `metadata.csv` + ``images/``) so
+the real readers load it unchanged, with lung and lesion masks and a manifest; `ensure` reuses a
+dataset that was already generated with the same arguments. The Kaggle layout's train/val/test
+folders come from `cxrnb.splits.split_by_patient`, the same patient-level split the notebooks
+use. A seed gives byte-identical files.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import shutil
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from ..splits import split_by_patient
+from .render import (_T_CLASSES, _T_META, _T_SHORTCUT, CLASSES, _check_int, _check_label, _check_unit,
+                     _image_view, _patient_meta, _rng, render_image)
+
+LAYOUTS = ("kaggle", "covid-chestxray")
+
+#: Bumped whenever the files change for the same arguments, so `ensure` regenerates older data.
+GENERATOR_VERSION = 2  # 2: Kaggle folders split by cxrnb.splits
+
+#: Columns of the covid-chestxray `metadata.csv` (ieee8023), in the original order.
+METADATA_COLUMNS = [
+    "patientid", "offset", "sex", "age", "finding", "RT_PCR_positive", "survival", "intubated",
+    "intubation_present", "went_icu", "in_icu", "needed_supplemental_O2", "extubated",
+    "temperature", "pO2_saturation", "leukocyte_count", "neutrophil_count", "lymphocyte_count",
+    "view", "modality", "date", "location", "folder", "filename", "doi", "url", "license",
+    "clinical_notes", "other_notes",
+]
+#: ieee8023 `finding` of each class (pneumonia by subtype).
+FINDINGS = {
+    "normal": "No Finding",
+    "bacteria": "Pneumonia/Bacterial/Streptococcus",
+    "virus": "Pneumonia/Viral/Influenza",
+    "covid": "Pneumonia/Viral/COVID-19",
+    "effusion": "Effusion",
+}
+MANIFEST = "synthetic.csv"
+SETTINGS = "synthetic.json"
+
+_NOTES = {
+    "normal": ["Routine pre-operative chest film, no acute findings.",
+               "Screening film; heart size normal, lungs clear, no effusion."],
+    "bacteria": ["Fever, productive cough, raised CRP; lobar consolidation, started on antibiotics.",
+                 "Cough and pleuritic pain for 4 days, crackles at the base, focal opacity."],
+    "virus": ["Influenza A positive, dry cough, myalgia; bilateral perihilar interstitial markings.",
+              "Viral syndrome, low-grade fever, diffuse interstitial pattern, no focal consolidation."],
+    "covid": ["SARS-CoV-2 RT-PCR positive, fever, dyspnoea; bilateral peripheral ground-glass opacities.",
+              "COVID-19 confirmed, anosmia, cough, SpO2 falling; patchy peripheral opacities, lower zones."],
+    "effusion": ["Breathlessness, dullness to percussion at the base; blunted costophrenic angle.",
+                 "Known heart failure, orthopnoea, ankle oedema; basal pleural effusion with meniscus."],
+}
+
+
+def _defaults() -> dict:
+    """Generation arguments of `generate` with their defaults (what `ensure` compares)."""
+    return dict(layout="kaggle", n_patients=120, classes=None, class_fractions=None, size=256,
+                images_per_patient=(1, 4), difficulty=0.5, shortcut=0.0, shortcut_class=None,
+                seed=0, image_format=None, jpeg_quality=90, split_fractions=(0.75, 0.05, 0.20),
+                defects=False)
+
+
+def _check_classes(classes, fractions) -> tuple[list[str], dict[str, float] | None]:
+    """The class list and each class's share of patients (None: balanced), validated.
+
+    `classes` defaults to the keys of `fractions` when only those are given, else to `CLASSES`;
+    given both, they must name the same classes."""
+    shares = None
+    if fractions is not None:
+        if not isinstance(fractions, Mapping) or not fractions:
+            raise ValueError(f"class_fractions must be a non-empty mapping class -> share of patients, "
+                             f"got {fractions!r}")
+        shares = {}
+        for c, f in fractions.items():
+            _check_label("class_fractions", c)
+            try:
+                shares[c] = float(f)
+            except (TypeError, ValueError):
+                shares[c] = float("nan")
+            if not shares[c] >= 0:  # also NaN
+                raise ValueError(f"class_fractions: the share of {c!r} must be a number >= 0, got {f!r}")
+        if abs(sum(shares.values()) - 1) > 1e-6:
+            raise ValueError(f"class_fractions must sum to 1, got {sum(shares.values()):g} for {shares}")
+    if classes is None:
+        classes = CLASSES if shares is None else list(shares)
+    if isinstance(classes, str) or not isinstance(classes, Sequence) or len(classes) == 0:
+        raise ValueError(f"classes must be a non-empty sequence of names from {list(CLASSES)}, "
+                         f"got {classes!r}")
+    for c in classes:
+        _check_label("classes", c)
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"classes: duplicate class names in {list(classes)}")
+    classes = [str(c) for c in classes]
+    if shares is not None and set(shares) != set(classes):
+        raise ValueError(f"class_fractions names {sorted(shares)} but classes are {classes}: "
+                         "give the same classes, or leave classes out")
+    return classes, None if shares is None else {c: shares[c] for c in classes}
+
+
+def _settings(**kwargs) -> dict:
+    """Validate generation arguments and return them normalised (JSON-friendly, defaults filled)."""
+    unknown = sorted(set(kwargs) - set(_defaults()))
+    if unknown:
+        raise ValueError(f"unknown argument(s) {unknown}; allowed: {sorted(_defaults())}")
+    a = {**_defaults(), **kwargs}
+    if a["layout"] not in LAYOUTS:
+        raise ValueError(f"layout: unknown layout {a['layout']!r}; allowed: {list(LAYOUTS)}")
+    classes, fractions = _check_classes(a["classes"], a["class_fractions"])
+    n_patients = _check_int("n_patients", a["n_patients"], 1)
+    size = _check_int("size", a["size"], 32)
+    if size > 4096:
+        raise ValueError(f"size must be <= 4096, got {size}")
+    ipp = a["images_per_patient"]
+    if (isinstance(ipp, (str, bytes)) or not isinstance(ipp, Sequence) or len(ipp) != 2
+            or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in ipp)
+            or not 1 <= ipp[0] <= ipp[1]):
+        raise ValueError(f"images_per_patient must be a (min, max) pair of integers with "
+                         f"1 <= min <= max, got {ipp!r}")
+    difficulty = _check_unit("difficulty", a["difficulty"])
+    shortcut = _check_unit("shortcut", a["shortcut"])
+    sc = a["shortcut_class"]
+    if sc is None:
+        sc = next((c for c in classes if c != "normal" and (fractions is None or fractions[c] > 0)), classes[0])
+    elif sc not in classes:
+        raise ValueError(f"shortcut_class: {sc!r} is not one of the classes {classes}")
+    seed = _check_int("seed", a["seed"], 0)
+    fmt = a["image_format"]
+    if fmt is None:
+        fmt = "jpeg" if a["layout"] == "kaggle" else "png"
+    fmt = str(fmt).lower()
+    fmt = {"jpg": "jpeg"}.get(fmt, fmt)
+    if fmt not in ("jpeg", "png"):
+        raise ValueError(f"image_format: unknown format {a['image_format']!r}; "
+                         "allowed: 'jpeg', 'jpg', 'png' or None (the layout's default)")
+    q = _check_int("jpeg_quality", a["jpeg_quality"], 1)
+    if q > 100:
+        raise ValueError(f"jpeg_quality must be in 1..100, got {q}")
+    fr = a["split_fractions"]
+    try:
+        fr = [float(f) for f in fr]
+    except (TypeError, ValueError):
+        raise ValueError(f"split_fractions must be three numbers (train, val, test), got {fr!r}") from None
+    if len(fr) != 3 or any(not f >= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6 or fr[0] <= 0:
+        raise ValueError(f"split_fractions must be three numbers >= 0 (train, val, test) that sum "
+                         f"to 1 with train > 0, got {a['split_fractions']!r}")
+    if not isinstance(a["defects"], bool):
+        raise ValueError(f"defects must be True or False, got {a['defects']!r}")
+    return dict(defects=a["defects"], layout=a["layout"], n_patients=n_patients, classes=classes,
+                class_fractions=fractions, size=size,
+                images_per_patient=[int(ipp[0]), int(ipp[1])], difficulty=difficulty,
+                shortcut=shortcut, shortcut_class=sc, seed=seed, image_format=fmt,
+                jpeg_quality=q, split_fractions=fr)
+
+
+def _class_counts(n: int, classes: Sequence[str], fractions: Mapping[str, float] | None) -> list[int]:
+    """Patients per class: the largest remainders of ``n * share`` (ties to the earlier class), and
+    at least one for every class with a positive share when `n` allows. Balanced when `fractions`
+    is None."""
+    shares = np.array([1 / len(classes) if fractions is None else fractions[c] for c in classes])
+    raw = n * shares
+    counts = np.floor(raw).astype(int)
+    counts[np.argsort(-(raw - counts), kind="stable")[: n - counts.sum()]] += 1
+    if n >= (shares > 0).sum():
+        for i in np.flatnonzero((counts == 0) & (shares > 0)):
+            counts[np.argmax(counts)] -= 1
+            counts[i] += 1
+    return counts.tolist()
+
+
+def _patient_labels(n: int, classes: Sequence[str], seed: int,
+                    fractions: Mapping[str, float] | None = None) -> list[str]:
+    """The class of each patient (patient p = index + 1): `_class_counts` of each class dealt
+    round-robin, then shuffled with the seed."""
+    counts = _class_counts(n, classes, fractions)
+    dealt = sorted((j, k) for k, count in enumerate(counts) for j in range(count))
+    labels = np.array([classes[k] for _, k in dealt], dtype=object)
+    return list(labels[_rng(seed, _T_CLASSES).permutation(n)])
+
+
+def _patient_splits(labels: Sequence[str], fractions: Sequence[float], seed: int) -> list[str]:
+    """train/val/test per patient from `cxrnb.splits.split_by_patient` (stratified by class,
+    seeded) on one row per patient. A set too small for the val split gets none (then none for
+    the test split either): `split_by_patient` refuses it with a ValueError."""
+    ids = [f"p{i + 1:04d}" for i in range(len(labels))]
+    frame = pd.DataFrame({"path": ids, "label": list(labels), "patient_id": ids, "view": "PA",
+                          "source": "synthetic", "root": "."})
+    _, val, test = fractions
+    for v, t in ((val, test), (0.0, test)):
+        if v > 0 or t > 0:
+            try:
+                return split_by_patient(frame, val=v, test=t, seed=seed)["split"].tolist()
+            except ValueError:
+                continue
+    return ["train"] * len(labels)
+
+
+def _write_png(arr: np.ndarray, path: Path) -> None:
+    Image.fromarray(arr).save(path, format="PNG", compress_level=1)
+
+
+def _mask_name(rel: str) -> str:
+    """Unique mask file name for an image path: slashes become ``__``, extension ``.png``."""
+    return str(Path(rel).with_suffix(".png")).replace("\\", "/").replace("/", "__")
+
+
+def _prepare_dir(out: Path) -> None:
+    """Make `out` an empty folder, wiping it only if it is empty or a synthetic dataset."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out_dir {out} exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / SETTINGS).is_file():
+            raise ValueError(f"out_dir {out} is not empty and is not a synthetic dataset "
+                             f"(no {SETTINGS}); refusing to delete its contents. "
+                             "Choose an empty or new folder.")
+        for child in out.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_settings(out: Path, settings: dict, complete: bool) -> None:
+    info = {"generator": "cxrnb.synthetic", "version": GENERATOR_VERSION,
+            "arguments": settings, "complete": complete}
+    (out / SETTINGS).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+
+_STR_COLUMNS = ("path", "label", "patient_id", "kaggle_patient", "view", "source", "sex",
+                "subtype", "lung_mask", "lesion_mask", "split")
+
+
+def read_manifest(out_dir: str | Path) -> pd.DataFrame:
+    """The manifest `out_dir/synthetic.csv` as `generate` returns it (ids kept as text)."""
+    path = Path(out_dir) / MANIFEST
+    head = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, dtype={c: str for c in _STR_COLUMNS if c in head})
+
+
+def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 120,
+             classes: Sequence[str] | None = None, class_fractions: Mapping[str, float] | None = None,
+             size: int = 256,
+             images_per_patient: tuple[int, int] = (1, 4), difficulty: float = 0.5,
+             shortcut: float = 0.0, shortcut_class: str | None = None, seed: int = 0,
+             image_format: str | None = None, jpeg_quality: int = 90,
+             split_fractions: Sequence[float] = (0.75, 0.05, 0.20),
+             defects: bool = False, progress: bool = True) -> pd.DataFrame:
+    """Write the dataset under out_dir and return its manifest (also written as out_dir/synthetic.csv).
+
+    `layout` picks the on-disk layout of a real source, so its reader loads the data unchanged:
+    ``kaggle`` = ``chest_xray/<train|val|test>/<CLASS>/`` with Kaggle file names (split by
+    patient with `cxrnb.splits.split_by_patient` and `split_fractions`; a set too small for a val
+    or test split gets none), ``covid-chestxray`` = ieee8023 ``metadata.csv`` + ``images/``.
+    `classes` (default: all of `CLASSES`, or the keys of `class_fractions`) get a balanced share
+    of the patients, or the shares `class_fractions` gives, e.g. ``{"normal": 0.9,
+    "effusion": 0.1}`` (each class with a positive share gets a patient when `n_patients` allows).
+    Masks go to ``masks/lung/`` and ``masks/lesion/``. Images of `shortcut_class` (default: the
+    first non-normal class) carry the burnt-in marker with probability `shortcut`; other classes
+    never do. An existing `out_dir` is wiped only if it is empty or a synthetic dataset.
+    `defects=True` adds the problems real collections have (see `_write_defects`), so the
+    readers' drop report has something to show on the embedded data too.
+    """
+    from tqdm import tqdm
+
+    st = _settings(layout=layout, n_patients=n_patients, classes=classes,
+                   class_fractions=class_fractions, size=size,
+                   images_per_patient=images_per_patient, difficulty=difficulty,
+                   shortcut=shortcut, shortcut_class=shortcut_class, seed=seed,
+                   image_format=image_format, jpeg_quality=jpeg_quality,
+                   split_fractions=split_fractions, defects=defects)
+    out = Path(out_dir)
+    _prepare_dir(out)
+    _write_settings(out, st, complete=False)
+    seed, size, d, fmt = st["seed"], st["size"], st["difficulty"], st["image_format"]
+    kaggle = st["layout"] == "kaggle"
+    labels = _patient_labels(st["n_patients"], st["classes"], seed, st["class_fractions"])
+    splits = _patient_splits(labels, st["split_fractions"], seed) if kaggle else [""] * len(labels)
+    lo, hi = st["images_per_patient"]
+    (out / "masks" / "lung").mkdir(parents=True)
+    (out / "masks" / "lesion").mkdir(parents=True)
+    made_dirs: set[Path] = set()
+    rows, meta = [], []
+    for i in tqdm(range(st["n_patients"]), desc="synthetic patients", disable=not progress):
+        p, label = i + 1, labels[i]
+        sex, age, sub = _patient_meta(seed, p)
+        sub = sub if label == "pneumonia" else ""
+        r = _rng(seed, p, _T_META, 2)
+        n_img = int(r.integers(lo, hi + 1))
+        start = np.datetime64("2020-01-01") + int(r.integers(0, 700))
+        gaps = np.cumsum(np.concatenate([[0], r.integers(1, 15, max(0, n_img - 1))]))
+        for k in range(n_img):
+            marked = (label == st["shortcut_class"]
+                      and _rng(seed, p, k, _T_SHORTCUT).random() < st["shortcut"])
+            img, lung, les = render_image(seed, p, k, label, size=size, difficulty=d,
+                                          marker=marked, subtype=sub or None)
+            ext = ".jpeg" if fmt == "jpeg" else ".png"
+            if kaggle:
+                if label == "normal":
+                    name, kp = f"IM-{p:04d}-{k + 1:04d}{ext}", f"IM-{p:04d}"
+                else:
+                    tag = sub if label == "pneumonia" else label
+                    name, kp = f"person{p}_{tag}_{k}{ext}", f"person{p}"
+                folder = Path("chest_xray") / splits[i] / label.upper()
+            else:
+                ext = ".jpg" if fmt == "jpeg" else ".png"
+                name, kp, folder = f"synth-{p:04d}-{k}{ext}", None, Path("images")
+            rel = (folder / name).as_posix()
+            if folder not in made_dirs:
+                (out / folder).mkdir(parents=True, exist_ok=True)
+                made_dirs.add(folder)
+            if fmt == "jpeg":
+                Image.fromarray(img).save(out / rel, format="JPEG", quality=st["jpeg_quality"])
+            else:
+                _write_png(img, out / rel)
+            lung_rel = f"masks/lung/{_mask_name(rel)}"
+            les_rel = f"masks/lesion/{_mask_name(rel)}"
+            _write_png(lung, out / lung_rel)
+            _write_png(les, out / les_rel)
+            view = _image_view(seed, p, k)
+            row = {"path": rel, "label": label, "patient_id": f"p{p:04d}"}
+            if kaggle:
+                row["kaggle_patient"] = kp
+            row.update(view=view, source="synthetic", sex=sex, age=age, subtype=sub,
+                       lung_mask=lung_rel, lesion_mask=les_rel, marker=bool(marked),
+                       split=splits[i], image_index=k, seed=seed, difficulty=d)
+            rows.append(row)
+            if not kaggle:
+                meta.append(_metadata_row(p, k, label, sub, sex, age, view, name,
+                                          int(gaps[k]), str(start + int(gaps[k])), r))
+    if st["defects"]:
+        _write_defects(out, rows, meta, kaggle, st)
+    manifest = pd.DataFrame(rows)  # never empty: n_patients >= 1, images_per_patient >= 1
+    if not kaggle:
+        pd.DataFrame(meta, columns=METADATA_COLUMNS).to_csv(out / "metadata.csv", index=False)
+    manifest.to_csv(out / MANIFEST, index=False)
+    _write_settings(out, st, complete=True)
+    return read_manifest(out)
+
+
+def _write_defects(out: Path, rows: list[dict], meta: list[dict], kaggle: bool, st: dict) -> None:
+    """Add the defects of real collections, each listed like a normal image (in place).
+
+    An empty file, a truncated JPEG, a text file with an image extension, a file listed but
+    missing, a file listed twice under two patient ids, and (covid-chestxray layout) a lateral
+    view and a CT row. Patients 9001.. never collide with the generated ones.
+    """
+    seed, size = st["seed"], st["size"]
+    folder = Path("chest_xray/train/NORMAL") if kaggle else Path("images")
+    (out / folder).mkdir(parents=True, exist_ok=True)
+    ext = ".jpeg" if kaggle else ".jpg"
+    img, _, _ = render_image(seed, 9002, 0, "normal", size=size, difficulty=st["difficulty"])
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=st["jpeg_quality"])
+    files = {9001: b"", 9002: buf.getvalue()[: len(buf.getvalue()) // 3],
+             9003: b"<html>404 Not Found</html>\n", 9004: None}
+    for p, content in files.items():
+        name = f"IM-{p:04d}-0001{ext}" if kaggle else f"synth-{p:04d}-0{ext}"
+        rel = (folder / name).as_posix()
+        if content is not None:
+            (out / rel).write_bytes(content)
+        rows.append({"path": rel, "label": "normal", "patient_id": f"p{p:04d}",
+                     **({"kaggle_patient": f"IM-{p:04d}"} if kaggle else {}),
+                     "view": "PA", "source": "synthetic", "sex": "F", "age": 50, "subtype": "",
+                     "lung_mask": None, "lesion_mask": None, "marker": False,
+                     "split": "train" if kaggle else "", "image_index": 0, "seed": seed,
+                     "difficulty": st["difficulty"]})
+        if not kaggle:
+            meta.append({**dict.fromkeys(METADATA_COLUMNS, ""), "patientid": str(p), "finding": "No Finding",
+                         "view": "PA", "modality": "X-ray", "folder": "images", "filename": name})
+    # the first image listed again under another patient id (covid-chestxray has such rows)
+    rows.append({**rows[0], "patient_id": "p9005"})
+    if not kaggle:
+        first = meta[0]
+        meta.append({**first, "patientid": "9005"})
+        meta.append({**first, "patientid": "9006", "view": "L", "filename": "synth-9006-0.png"})
+        _write_png(img, out / "images" / "synth-9006-0.png")  # stands in for a lateral film
+        meta.append({**first, "patientid": "9007", "view": "Axial", "modality": "CT",
+                     "folder": "volumes", "filename": "synth-9007-0.nii.gz"})
+        (out / "volumes").mkdir(exist_ok=True)
+        (out / "volumes" / "synth-9007-0.nii.gz").write_bytes(gzip.compress(b"not a radiograph", mtime=0))
+
+
+def _metadata_row(p: int, k: int, label: str, sub: str, sex: str, age: int, view: str,
+                  filename: str, offset: int, date: str, r: np.random.Generator) -> dict:
+    """One ieee8023 metadata.csv row (clinical columns plausible, mostly blank as in the real file)."""
+    key = sub if label == "pneumonia" else label
+    covid = label == "covid"
+    sick = label != "normal"
+    row = dict.fromkeys(METADATA_COLUMNS, "")
+    row.update(
+        patientid=str(p), offset=offset, sex=sex, age=age, finding=FINDINGS[key],
+        RT_PCR_positive="Y" if covid else "",
+        survival=("Y" if r.random() < 0.85 else "N") if sick else "",
+        intubated=("Y" if r.random() < 0.15 else "N") if covid else "",
+        went_icu=("Y" if r.random() < 0.2 else "N") if covid else "",
+        needed_supplemental_O2=("Y" if r.random() < 0.5 else "N") if covid else "",
+        temperature=round(float(r.normal(38.4, 0.6)), 1) if sick and r.random() < 0.5 else "",
+        pO2_saturation=int(np.clip(r.normal(91, 4), 70, 99)) if sick and r.random() < 0.4 else "",
+        view=view, modality="X-ray", date=date,
+        location="Synthetown, Nowhere" if r.random() < 0.5 else "",
+        folder="images", filename=filename, license="CC BY 4.0 (synthetic)",
+        clinical_notes=_NOTES[key][int(r.integers(len(_NOTES[key])))] + f" Image {k + 1}, day {offset}.",
+        other_notes="synthetic image, cxrnb" if k == 0 else "",
+    )
+    return row
+
+
+def ensure(out_dir: str | Path, **kwargs) -> pd.DataFrame:
+    """The manifest of a synthetic dataset in out_dir, generating it only when needed.
+
+    Reuses the data if `out_dir/synthetic.json` records a complete run of this generator version
+    with the same arguments (defaults filled in); otherwise regenerates (see `generate`). So a
+    notebook can call it on every run and pay only once. `progress` is passed on, not compared.
+    """
+    progress = kwargs.pop("progress", True)
+    st = _settings(**kwargs)
+    out = Path(out_dir)
+    info_path = out / SETTINGS
+    if (out / MANIFEST).is_file() and info_path.is_file():
+        try:
+            info = json.loads(info_path.read_text())
+        except (OSError, ValueError):
+            info = {}
+        if (info.get("complete") and info.get("version") == GENERATOR_VERSION
+                and info.get("arguments") == json.loads(json.dumps(st))):
+            return read_manifest(out)
+    return generate(out, **kwargs, progress=progress)
