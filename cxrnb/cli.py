@@ -3,18 +3,24 @@
     cxrnb synth OUT_DIR [--layout kaggle|covid-chestxray] [--n-patients N] [--classes ...]
                         [--class-fractions normal=0.9,effusion=0.1] [--size S] [--shortcut P] [--seed K]
     cxrnb index SOURCE ROOT --out index.csv [--report dropped.csv] [task options]
-    cxrnb split index.csv --out split.csv [--val F --test F --seed K]
+    cxrnb split index.csv --out split.csv [--val F --test F --seed K] [--official [--fix-leaks]]
     cxrnb train split.csv --preset default --out RUN_DIR [--epochs N --image-size N ...]
     cxrnb evaluate RUN_DIR [--split other_split.csv]
+
+Every output is checked before any work starts and written atomically; CSVs store `root`
+relative to their own folder (see `cxrnb.index`).
 """
 from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+
+from .index import check_output, write_index
 
 
 def _class_fractions(text: str) -> dict[str, float]:
@@ -33,6 +39,8 @@ def _class_fractions(text: str) -> dict[str, float]:
 def _synth(a: argparse.Namespace) -> int:
     from .synthetic import generate
 
+    check_output(a.out_dir, "OUT_DIR", folder=True)
+
     m = generate(a.out_dir, layout=a.layout, n_patients=a.n_patients,
                  classes=None if a.classes is None else tuple(a.classes), class_fractions=a.class_fractions,
                  size=a.size, difficulty=a.difficulty, shortcut=a.shortcut, seed=a.seed,
@@ -46,6 +54,11 @@ def _synth(a: argparse.Namespace) -> int:
 def _index(a: argparse.Namespace) -> int:
     from .validate import NoImagesError, load_index
 
+    check_output(a.out, "--out", example="index.csv")
+    if a.report:
+        check_output(a.report, "--report", example="dropped.csv")
+    if a.cache:
+        check_output(a.cache, "--cache", folder=True)
     # Only the options given are passed: the reader rejects one its layout does not take.
     given = {"classes": a.classes and tuple(a.classes), "finding": a.finding, "negative": a.negative,
              "views": a.views and (None if a.views == ["all"] else tuple(a.views)),
@@ -55,13 +68,14 @@ def _index(a: argparse.Namespace) -> int:
         res = load_index(a.source, a.root, progress=not a.quiet, cache=a.cache, **task)
     except NoImagesError as e:
         if a.report:
-            e.result.report.to_csv(a.report, index=False)
+            write_index(e.result.report, a.report)
         raise ValueError(f"{e}" + (f"; drop report: {a.report}" if a.report else "")) from None
-    res.index.to_csv(a.out, index=False)
+    if a.report:
+        write_index(res.report, a.report)
+    write_index(res.index, a.out)
     print(res.summary())
     print(f"index: {a.out}")
     if a.report:
-        res.report.to_csv(a.report, index=False)
         print(f"drop report: {a.report}")
     return 0
 
@@ -70,12 +84,17 @@ def _split(a: argparse.Namespace) -> int:
     from .index import read_index
     from .splits import official_split, split_by_patient, split_counts
 
+    check_output(a.out, "--out", example="split.csv")
     index = read_index(a.index)
-    if a.official:
-        out = official_split(index, val=a.val, seed=a.seed)
-    else:
-        out = split_by_patient(index, val=a.val, test=a.test, seed=a.seed)
-    out.to_csv(a.out, index=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        if a.official:
+            out = official_split(index, val=a.val, seed=a.seed, fix_leaks=a.fix_leaks)
+        else:
+            out = split_by_patient(index, val=a.val, test=a.test, seed=a.seed)
+    for w in caught:
+        print(f"cxrnb split: warning: {w.message}", file=sys.stderr)
+    write_index(out, a.out)
     with pd.option_context("display.width", 200):
         print(split_counts(out).to_string())
     print(f"split: {a.out}")
@@ -147,6 +166,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--official", action="store_true",
                    help="keep the source's own split (kaggle_split) and carve val from train")
+    t.add_argument("--fix-leaks", action="store_true",
+                   help="with --official: move each patient found in two official splits into the "
+                        "one holding most of its images")
     t.set_defaults(func=_split)
 
     r = sub.add_parser("train", help="train a preset on a split CSV; writes a run folder")
@@ -176,7 +198,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, OSError) as e:
         print(f"cxrnb {args.command}: error: {e}", file=sys.stderr)
         return 2
 

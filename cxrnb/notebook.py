@@ -1,11 +1,14 @@
-"""First-cell helpers of the notebooks: reproducible set-up and the dataset folder.
+"""First-cell helpers of the notebooks: reproducible set-up, the dataset folder, the split.
 
 Each notebook's parameters cell names a dataset and a folder; `prepare_data` makes the
 embedded synthetic set there when asked for it (cheaply reused on re-runs), or checks that a
-real dataset folder exists and says what to put there when it does not.
+real dataset folder exists and says what to put there when it does not. `save_split` and
+`load_split` hand notebook 01's split to the later notebooks. To run a notebook with other
+parameters, use papermill (``papermill 01_data_exploration.ipynb out.ipynb -p SEED 1``).
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import warnings
@@ -79,43 +82,38 @@ def prepare_data(dataset: str, data_dir: str | Path, *, seed: int = 0, **synthet
     return data_dir
 
 
-def execute(notebook: str | Path, parameters: dict, output: str | Path | None = None,
-            *, timeout: int = 1200) -> "nbformat.NotebookNode":  # noqa: F821
-    """Run a notebook with `parameters` overriding its parameters cell (papermill convention).
+def _split_params(dataset: str, data_dir: str | Path, output_dir: str | Path, task: dict | None,
+                  seed: int, val: float, test: float, synthetic: dict) -> dict:
+    """What a split depends on, as JSON values; the data folder relative to the output folder."""
+    rel = Path(os.path.relpath(os.path.abspath(data_dir), os.path.abspath(output_dir))).as_posix()
+    return json.loads(json.dumps({"dataset": dataset, "data_dir": rel, "task": task or {}, "seed": seed,
+                                  "val": val, "test": test, "synthetic": synthetic}, sort_keys=True))
 
-    A cell tagged ``injected-parameters`` is inserted after the cell tagged ``parameters``,
-    so the notebook runs unchanged otherwise. The kernel starts in the notebook's folder, so
-    relative paths mean the same as in Jupyter. Returns the executed notebook (also written to
-    `output` when given); raises `nbclient.exceptions.CellExecutionError` on a failing cell.
+
+def save_split(split, output_dir: str | Path, dataset: str, data_dir: str | Path, *, task: dict | None = None,
+               seed: int = 0, val: float = 0.15, test: float = 0.15, **synthetic) -> Path:
+    """Write ``split.csv`` and, beside it, ``split.json`` with the parameters it was made with.
+
+    `load_split` reuses the CSV only when those parameters match its own, so a later notebook
+    run with another task, seed or fraction never trains on a stale split.
     """
-    import nbformat
-    from nbclient import NotebookClient
+    from .index import atomic_write, write_index
 
-    notebook = Path(notebook)
-    nb = nbformat.read(notebook, as_version=4)
-    where = [i for i, c in enumerate(nb.cells) if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if not where:
-        raise ValueError(f"{notebook}: no cell tagged 'parameters'")
-    src = "# Parameters injected by cxrnb.notebook.execute\n" + "\n".join(
-        f"{k} = {v!r}" for k, v in parameters.items())
-    cell = nbformat.v4.new_code_cell(src)
-    cell.metadata["tags"] = ["injected-parameters"]
-    nb.cells.insert(where[0] + 1, cell)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(notebook.parent)}}).execute()
-    if output is not None:
-        Path(output).parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(nb, output)
-    return nb
+    out = Path(output_dir)
+    params = _split_params(dataset, data_dir, out, task, seed, val, test, synthetic)
+    csv = write_index(split, out / "split.csv", mkdir=True)
+    atomic_write(out / "split.json", lambda tmp: tmp.write_text(json.dumps(params, indent=1, sort_keys=True)))
+    return csv
 
 
 def load_split(dataset: str, data_dir: str | Path, output_dir: str | Path, *, task: dict | None = None,
                seed: int = 0, val: float = 0.15, test: float = 0.15, **synthetic):
     """The patient-level split of notebook 01: read ``output_dir/split.csv`` or rebuild it.
 
-    The saved split is reused only when it was made from the same dataset folder; otherwise
-    (a notebook run alone, or with other parameters) the index and split are rebuilt quietly
-    and saved. Prints the same one-line summary either way, so outputs are reproducible.
+    The saved split is reused only when ``split.json`` beside it (see `save_split`) records the
+    same dataset, data folder, task, seed, fractions and synthetic options; otherwise (a
+    notebook run alone, or with other parameters) the index and split are rebuilt quietly and
+    saved. Prints the same one-line summary either way, so outputs are reproducible.
     """
     import pandas as pd
 
@@ -124,13 +122,19 @@ def load_split(dataset: str, data_dir: str | Path, output_dir: str | Path, *, ta
     from .validate import load_index
 
     root = prepare_data(dataset, data_dir, seed=seed, **synthetic)
-    csv = Path(output_dir) / "split.csv"
-    split = read_index(csv) if csv.is_file() else None
-    if split is None or set(split["root"].astype(str)) != {str(root)} or set(split["source"]) - {dataset}:
-        index, _ = load_index(dataset, root, progress=False, cache=Path(output_dir) / "cache", **(task or {}))
+    out = Path(output_dir)
+    csv, saved = out / "split.csv", out / "split.json"
+    params = _split_params(dataset, root, out, task, seed, val, test, synthetic)
+    try:
+        same = csv.is_file() and json.loads(saved.read_text()) == params
+    except (OSError, ValueError):  # no parameters saved, or unreadable: rebuild
+        same = False
+    if same:
+        split = read_index(csv)
+    else:
+        index, _ = load_index(dataset, root, progress=False, cache=out / "cache", **(task or {}))
         split = split_by_patient(index, val=val, test=test, seed=seed)
-        csv.parent.mkdir(parents=True, exist_ok=True)
-        split.to_csv(csv, index=False)
+        save_split(split, out, dataset, root, task=task, seed=seed, val=val, test=test, **synthetic)
     check_no_leakage(split)
     counts = split["split"].value_counts()
     print(f"split: {len(split)} images of {split['patient_id'].nunique()} patients; "

@@ -4,15 +4,17 @@ Several images per patient are the rule in chest X-ray sets. A split by image pu
 patient (same ribs, same heart, same burnt-in letters) in train and test, and the test score
 then measures recognition of patients rather than of disease. Splits here are grouped by
 ``patient_group`` (patients merged when they share a file or identical pixels, see
-`cxrnb.validate`) or ``patient_id``, stratified by label, and seeded.
+`patient_groups`) or ``patient_id``, stratified by label, and seeded.
 """
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 
 from .index import SPLITS, check_index
 
@@ -25,24 +27,83 @@ def _group_col(index: pd.DataFrame) -> str:
     return "patient_group" if "patient_group" in index else "patient_id"
 
 
-def _hold_out(labels: np.ndarray, groups: np.ndarray, frac: float, seed: int) -> np.ndarray:
-    """Boolean mask of a held-out part of about `frac`, grouped and stratified.
+def patient_groups(index: pd.DataFrame, extra_links: Sequence[tuple[str, str]] = ()) -> pd.Series:
+    """A group id per row joining patients that share identical pixels (or given links).
 
-    One fold of a seeded `StratifiedGroupKFold` with round(1/frac) folds; with too few groups
-    (or images in the largest class) for that many folds, fewer folds, so a larger share.
+    Patient ids are nodes of a graph whose edges are the `extra_links` (e.g. two ids listing
+    the same file) and shared ``pixel_hash`` values; a group is a connected component, named
+    by its smallest patient id. A split by group can then never put the same pixels in two
+    splits, however long the chain of ids joining them.
     """
-    n_groups = len(np.unique(groups))
-    largest_class = int(np.unique(labels, return_counts=True)[1].max()) if len(labels) else 0
-    k = int(min(max(2, round(1 / frac)), n_groups, largest_class))
-    if k < 2:
-        raise ValueError(f"cannot split {n_groups} patient(s): need at least 2")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # "least populated class has only n members"
-        cv = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-        _, held = next(cv.split(np.zeros(len(labels)), labels, groups))
-    mask = np.zeros(len(labels), dtype=bool)
-    mask[held] = True
-    return mask
+    pids = index["patient_id"].astype(str)
+    names, codes = np.unique(np.concatenate([pids.to_numpy(), np.asarray(extra_links, dtype=str).ravel()]),
+                             return_inverse=True)
+    codes = codes.ravel()
+    rows, links = codes[:len(pids)], codes[len(pids):].reshape(-1, 2)
+    edges = [links]
+    if "pixel_hash" in index:  # join every hashed row to the first row with the same pixels
+        hashed = index["pixel_hash"].notna().to_numpy()
+        first = pd.Series(rows[hashed]).groupby(index["pixel_hash"].to_numpy()[hashed]).transform("first")
+        edges.append(np.column_stack([rows[hashed], first.to_numpy()]))
+    e = np.concatenate(edges).astype(int)
+    graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(names), len(names)))
+    _, comp = connected_components(graph, directed=False)
+    smallest = pd.Series(names).groupby(comp).transform("min").to_numpy()  # names are sorted
+    return pd.Series(smallest[rows], index=index.index, name="patient_group")
+
+
+def _assign(labels: np.ndarray, groups: np.ndarray, fracs: dict[str, float], seed: int,
+            where: str) -> np.ndarray:
+    """Split name per row: whole groups, image counts close to `fracs`, stratified by label.
+
+    A seeded greedy assignment. Groups are shuffled, then taken largest first, and each goes to
+    the split where it most lowers a chi-square distance between the counts so far and the
+    targets (images per split, and images per split and label). Small groups come last and
+    fill the remaining gaps, so each split ends within about one group's worth of its target.
+    scikit-learn's group splitters cannot do this: their sizes are whole folds or counts of
+    groups, not of images. Warns when a split misses its target by more than a typical group,
+    naming the largest groups (a patient with a large share of the images cannot be divided).
+    """
+    names = [n for n, f in fracs.items() if f > 0]
+    uniq_g, g_idx = np.unique(groups, return_inverse=True)
+    if len(uniq_g) < len(names):
+        raise ValueError(f"{where}: cannot split {len(uniq_g)} patient group(s) into {', '.join(names)}: "
+                         f"need at least {len(names)} (one per split); set val=0 or test=0 for fewer splits")
+    uniq_l, l_idx = np.unique(labels, return_inverse=True)
+    counts = np.zeros((len(uniq_g), len(uniq_l)))
+    np.add.at(counts, (g_idx, l_idx), 1)
+    share = np.array([fracs[n] for n in names])[:, None]
+    target = share * counts.sum(0)  # per split and label
+    total_target = target.sum(1)
+    got = np.zeros_like(target)
+    where_to = np.empty(len(uniq_g), dtype=int)
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(uniq_g))
+    order = order[np.argsort(-counts[order].sum(1), kind="stable")]
+
+    def chi2(c: np.ndarray, t: np.ndarray) -> np.ndarray:
+        return np.where(t > 0, (c - t) ** 2 / np.maximum(t, 1e-12), c ** 2)
+
+    for g in order:
+        c = counts[g]
+        cost = (chi2(got + c, target) - chi2(got, target)).sum(1) \
+            + chi2(got.sum(1) + c.sum(), total_target) - chi2(got.sum(1), total_target)
+        s = int(np.argmin(cost))
+        where_to[g] = s
+        got[s] += c
+    sizes = counts.sum(1)
+    typical = max(1.0, float(np.percentile(sizes, 90)))
+    achieved = got.sum(1)
+    for s, name in enumerate(names):
+        if abs(achieved[s] - total_target[s]) > typical + 1e-6 or achieved[s] == 0:
+            big = np.argsort(-sizes, kind="stable")[:3]
+            warnings.warn(
+                f"{where}: {name} has {int(achieved[s])} images ({achieved[s] / sizes.sum():.1%}), "
+                f"asked {fracs[name]:.1%}: patients are not divided between splits, and the largest "
+                "group(s) are " + ", ".join(f"{uniq_g[b]} ({int(sizes[b])} images)" for b in big),
+                UserWarning, stacklevel=3)
+            break
+    return np.asarray(names, dtype=object)[where_to[g_idx]]
 
 
 def split_by_patient(
@@ -54,8 +115,9 @@ def split_by_patient(
 ) -> pd.DataFrame:
     """Return a copy of `index` with a ``split`` column (train/val/test) grouped by patient.
 
-    Fractions are of images, approximate (patients are indivisible; the fold count is
-    round(1 / fraction)), and stratified by ``label``. `val=0` or `test=0` skips that split.
+    Fractions are of images, stratified by ``label``; patients are indivisible, so each split
+    is within about one patient group's worth of its fraction (a warning says when a large
+    patient makes that impossible). `val=0` or `test=0` skips that split. Same seed, same split.
     """
     check_index(index, where="split_by_patient")
     for name, f in (("val", val), ("test", test)):
@@ -64,29 +126,21 @@ def split_by_patient(
     if val + test >= 1:
         raise ValueError(f"val + test must leave images for training, got {val} + {test}")
     out = index.copy()
-    groups = out[_group_col(out)].astype(str).to_numpy()
-    labels = out["label"].astype(str).to_numpy()
-    split = np.full(len(out), "train", dtype=object)
-    if test > 0:
-        held = _hold_out(labels, groups, test, seed)
-        split[held] = "test"
-    if val > 0:
-        rest = split == "train"
-        held = _hold_out(labels[rest], groups[rest], val / (1 - test), seed + 1)
-        split[np.flatnonzero(rest)[held]] = "val"
-    out["split"] = split
+    out["split"] = _assign(out["label"].astype(str).to_numpy(), out[_group_col(out)].astype(str).to_numpy(),
+                           {"train": 1 - val - test, "val": val, "test": test}, seed, "split_by_patient")
     check_no_leakage(out)
     return out
 
 
 def official_split(index: pd.DataFrame, *, column: str = "kaggle_split", val: float = 0.1,
-                   seed: int = 0) -> pd.DataFrame:
+                   seed: int = 0, fix_leaks: bool = False) -> pd.DataFrame:
     """Keep a source's own split (Kaggle's folders); carve a patient-level val out of train.
 
     Kaggle's official val has 16 images (8 per class): too few to choose anything on. When
     `val` > 0 the official val images move to train and a new val of about `val` of the
-    training images is drawn by patient. No leakage check is made here: call
-    `check_no_leakage` to see whether the official split keeps patients apart.
+    training images is drawn by patient. An official split may put one patient in two splits:
+    that is warned, naming the patients; `fix_leaks=True` moves each such patient's images
+    into the official split holding most of them (train on a tie).
     """
     if column not in index:
         raise ValueError(f"index has no {column!r} column: this source has no official split")
@@ -94,10 +148,26 @@ def official_split(index: pd.DataFrame, *, column: str = "kaggle_split", val: fl
     out["split"] = out[column].astype(str)
     if val > 0:
         out.loc[out["split"] == "val", "split"] = "train"
+    group = _group_col(out)
+    leaks = leaking_patients(out, group)
+    if len(leaks) and fix_leaks:
+        rank = {s: i for i, s in enumerate(SPLITS)}
+        held = out[out[group].isin(leaks[group])].groupby(group)["split"].agg(
+            lambda s: min(s.value_counts().items(), key=lambda kv: (-kv[1], rank.get(kv[0], 9)))[0])
+        rows = out[group].isin(held.index)
+        out.loc[rows, "split"] = out.loc[rows, group].map(held)
+    elif len(leaks):
+        names = ", ".join(f"{p} ({s})" for p, s in zip(leaks[group].head(10), leaks["splits"].head(10)))
+        more = f" and {len(leaks) - 10} more" if len(leaks) > 10 else ""
+        warnings.warn(f"{len(leaks)} patient(s) in more than one official split: {names}{more}. "
+                      "Pass fix_leaks=True (cxrnb split --official --fix-leaks) to move each into the "
+                      "split holding most of its images, or split by patient instead",
+                      UserWarning, stacklevel=2)
+    if val > 0:
         train = out[out["split"] == "train"]
-        held = _hold_out(train["label"].astype(str).to_numpy(),
-                         train[_group_col(out)].astype(str).to_numpy(), val, seed)
-        out.loc[train.index[held], "split"] = "val"
+        out.loc[train.index, "split"] = _assign(
+            train["label"].astype(str).to_numpy(), train[group].astype(str).to_numpy(),
+            {"train": 1 - val, "val": val}, seed, "official_split")
     return out
 
 

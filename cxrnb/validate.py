@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,8 +20,9 @@ import pandas as pd
 from tqdm import tqdm
 
 from .images import MAX_PIXELS, ImageCache, ImageError, read_gray, resize_gray
-from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths
+from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths, scrub_paths
 from .sources import DISK_REASONS, LAYOUTS, read_source
+from .splits import patient_groups
 
 
 @dataclass
@@ -32,6 +32,12 @@ class LoadResult:
     index: pd.DataFrame
     report: pd.DataFrame
     notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        # error texts quote absolute paths (OSError): keep a user's folders out of the report
+        if "detail" in self.report and len(self.report):
+            self.report = self.report.assign(detail=self.report["detail"].map(
+                lambda d: scrub_paths(d) if isinstance(d, str) else d))
 
     def __iter__(self):  # allows `index, report = load_index(...)`
         return iter((self.index, self.report))
@@ -141,39 +147,6 @@ def _dedupe_listings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list
     return df, df.iloc[:0][["path", "source"]].assign(reason=[], detail=[]), []
 
 
-def patient_groups(index: pd.DataFrame, extra_links: Sequence[tuple[str, str]] = ()) -> pd.Series:
-    """A group id per row joining patients that share identical pixels (or given links).
-
-    Union-find over patient ids: two ids that own an exact-duplicate image (``pixel_hash``)
-    are the same group, so a split by group can never put the same pixels in two splits.
-    """
-    parent: dict[str, str] = {}
-
-    def find(a: str) -> str:
-        parent.setdefault(a, a)
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    def union(a: str, b: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-
-    pids = index["patient_id"].astype(str)
-    for p in pids:
-        find(p)
-    for a, b in extra_links:
-        union(str(a), str(b))
-    if "pixel_hash" in index:
-        for _, ids in pids.groupby(index["pixel_hash"]):
-            first = ids.iloc[0]
-            for other in ids.iloc[1:]:
-                union(first, other)
-    return pids.map(find)
-
-
 def duplicate_pixels(index: pd.DataFrame) -> pd.DataFrame:
     """Rows whose pixels occur more than once (same ``pixel_hash``), sorted by hash."""
     if "pixel_hash" not in index:
@@ -252,17 +225,23 @@ def load_index(
 
 
 def combine(*results: LoadResult | pd.DataFrame) -> pd.DataFrame:
-    """Concatenate indexes of several sources (COVID from one, normal from another).
+    """Concatenate indexes of several sources (COVID from one, normal from another), regrouped.
 
-    `source` is kept on every row because the source itself is a shortcut a model can learn:
-    notebooks should always check how well `source` alone predicts the label.
+    Patient ids are only unique within a source, so each becomes ``<source>:<id>``. Patient
+    groups are then made again over the whole: the groups each source had (or its patient ids,
+    when a frame has no ``patient_group``) joined by identical pixels across sources, because
+    collections re-publish each other's films under new ids. `source` is kept on every row:
+    the source itself is a shortcut a model can learn, so check how well it predicts the label.
     """
     frames = [r.index if isinstance(r, LoadResult) else r for r in results]
-    out = pd.concat(frames, ignore_index=True)
     for f in frames:
         check_index(f)
+    out = pd.concat(frames, ignore_index=True)
+    prefix = out["source"].astype(str) + ":"
+    out["patient_id"] = prefix + out["patient_id"].astype(str)
+    links: list[tuple[str, str]] = []
     if "patient_group" in out:
-        # ids are only unique within a source
-        out["patient_group"] = out["source"].astype(str) + ":" + out["patient_group"].astype(str)
-    out["patient_id"] = out["source"].astype(str) + ":" + out["patient_id"].astype(str)
+        known = out["patient_group"].notna()
+        links = list(zip(out.loc[known, "patient_id"], prefix[known] + out.loc[known, "patient_group"].astype(str)))
+    out["patient_group"] = patient_groups(out, links).to_numpy()
     return out

@@ -1,12 +1,15 @@
 """Patient-level splits: never leak, keep proportions, are seeded."""
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cxrnb.index import image_paths
 from cxrnb.splits import (LeakageError, check_no_leakage, leaking_patients, official_split,
                           split_by_patient, split_counts)
 
@@ -84,7 +87,7 @@ def test_bad_fractions_and_tiny_sets():
     with pytest.raises(ValueError, match="test fraction"):
         split_by_patient(idx, test=1.2)
     one = make_index(1, 0)
-    with pytest.raises(ValueError, match="at least 2"):
+    with pytest.raises(ValueError, match=r"cannot split 1 patient group\(s\) into train, val, test: need at least 3"):
         split_by_patient(one)
 
 
@@ -98,3 +101,87 @@ def test_official_split_carves_val_by_patient():
     counts = split_counts(out)
     assert counts.loc["val", "images"] == (out["split"] == "val").sum()
     assert list(counts.index) == ["train", "val", "test"]
+
+
+@pytest.mark.parametrize("val, test", [(0.0, 0.3), (0.0, 0.4), (0.3, 0.4), (0.15, 0.15), (0.0, 0.99),
+                                       (0.005, 0.99), (0.99, 0.0)])
+def test_fractions_hit_requested_sizes_within_one_patient(val, test):
+    idx = make_index(200, 7, n_labels=3, max_images=3)
+    largest = idx.groupby("patient_id").size().max()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no patient dominates: no warning
+        out = split_by_patient(idx, val=val, test=test, seed=11)
+    counts = out["split"].value_counts()
+    for name, frac in (("val", val), ("test", test), ("train", 1 - val - test)):
+        assert abs(counts.get(name, 0) - frac * len(idx)) <= largest, (name, counts.to_dict())
+        # stratified: every label's count in every split is close to its share too
+        for label, n in idx["label"].value_counts().items():
+            got = ((out["split"] == name) & (out["label"] == label)).sum()
+            assert abs(got - frac * n) <= largest + 1, (name, label, got, frac * n)
+
+
+def test_dominant_patient_warns_and_names_it():
+    idx = make_index(40, 3, max_images=2)
+    big = pd.DataFrame({"path": [f"big_{k}.png" for k in range(len(idx))], "label": "c0",
+                        "patient_id": "giant", "view": "PA", "source": "t", "root": "."})
+    idx = pd.concat([idx, big], ignore_index=True)  # one patient holds half the images
+    with pytest.warns(UserWarning, match=r"train has .* asked 40\.0%.*giant \(\d+ images\)"):
+        out = split_by_patient(idx, val=0.3, test=0.3, seed=0)
+    check_no_leakage(out)
+
+
+def test_too_few_patients_message_says_how_many_are_needed():
+    two = pd.DataFrame({"path": ["a.png", "b.png"], "label": ["x", "y"], "patient_id": ["p", "q"],
+                        "view": "PA", "source": "t", "root": "."})
+    with pytest.raises(ValueError, match=r"cannot split 2 patient group\(s\) into train, val, test: "
+                                         r"need at least 3"):
+        split_by_patient(two)
+    assert set(split_by_patient(two, val=0, test=0.5)["split"]) == {"train", "test"}
+
+
+def test_official_split_warns_names_leaking_patients_and_can_fix_them():
+    idx = make_index(30, 4)
+    idx["kaggle_split"] = np.where(idx["patient_id"].str[1:].astype(int) < 20, "train", "test")
+    multi = idx.groupby("patient_id").size()
+    leaker = multi[multi > 1].index[-1]
+    rows = idx.index[idx["patient_id"] == leaker]
+    idx.loc[rows[0], "kaggle_split"] = "train" if idx.loc[rows[1], "kaggle_split"] == "test" else "test"
+    with pytest.warns(UserWarning, match=rf"1 patient\(s\) in more than one official split: {leaker} "
+                                         rf"\(test, train\).*fix_leaks=True"):
+        out = official_split(idx, val=0.2, seed=0)
+    with pytest.raises(LeakageError, match=leaker):
+        check_no_leakage(out)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fixed = official_split(idx, val=0.2, seed=0, fix_leaks=True)
+    check_no_leakage(fixed)
+    assert fixed.loc[idx["patient_id"] != leaker, "split"].eq("test").equals(
+        idx.loc[idx["patient_id"] != leaker, "kaggle_split"].eq("test"))
+
+
+def test_load_split_rebuilds_when_its_parameters_change(tmp_path, write_image, monkeypatch, capsys):
+    import cxrnb.validate
+    from cxrnb.notebook import load_split
+
+    for c in ("normal", "covid"):
+        for k in range(10):
+            write_image(tmp_path / "data" / c / f"{k}.png", size=32, seed=k + 10 * (c == "covid"))
+    monkeypatch.chdir(tmp_path)
+    args = ("folder", "data", "out")
+    first = load_split(*args, seed=0)
+    saved = (tmp_path / "out" / "split.json").read_text()
+    assert str(tmp_path) not in saved and '"data_dir": "../data"' in saved
+    reseeded = load_split(*args, seed=5)
+    assert not reseeded["split"].equals(first["split"])
+    bigger_test = load_split(*args, seed=5, test=0.4)
+    assert (bigger_test["split"] == "test").sum() == 8
+    assert set(load_split(*args, seed=5, task={"classes": ["normal"]})["label"]) == {"normal"}
+
+    def no_rebuild(*a, **k):
+        raise AssertionError("rebuilt although the parameters are the same")
+
+    monkeypatch.setattr(cxrnb.validate, "load_index", no_rebuild)
+    again = load_split(*args, seed=5, task={"classes": ["normal"]})
+    assert set(again["label"]) == {"normal"} and all(p.is_file() for p in image_paths(again))
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[-1] == lines[-2]  # the same summary whether rebuilt or reused
