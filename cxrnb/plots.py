@@ -133,3 +133,152 @@ def save(fig: Figure, path: str | Path, *, dpi: int = 80) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+# ============================================================================= evaluation figures
+# Figures for `cxrnb.evaluate` results: confusion matrix, ROC/PR curves, calibration, learning
+# curves and a grid of test predictions. Same conventions as above: each returns a Figure.
+
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from .evaluate import Evaluation, calibration, check_inputs  # noqa: E402
+
+
+def confusion_matrix(ev: Evaluation) -> Figure:
+    """Confusion matrix of an `Evaluation`: counts and row percentages (recall on the diagonal)."""
+    cm = np.asarray(ev.confusion, dtype=float)
+    rows = cm.sum(1, keepdims=True)
+    share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    k = len(ev.classes)
+    fig = Figure(figsize=(1.2 * k + 2.2, 1.0 * k + 1.2), layout="constrained")
+    ax = fig.subplots()
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    for i in range(k):
+        for j in range(k):
+            ax.text(j, i, f"{int(cm[i, j])}\n{100 * share[i, j]:.0f} %", ha="center", va="center",
+                    fontsize=9, color="white" if share[i, j] > 0.6 else "black")
+    ax.set_xticks(range(k), ev.classes)
+    ax.set_yticks(range(k), ev.classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(f"accuracy {ev.accuracy:.3f} (majority {ev.majority_baseline:.3f})", fontsize=10)
+    return fig
+
+
+def _one_vs_rest(y: np.ndarray, p: np.ndarray, classes: list[str]):
+    """(name, binary labels, scores) per curve: the positive class for K = 2, every class otherwise."""
+    for c in ([1] if p.shape[1] == 2 else range(p.shape[1])):
+        if 0 < (y == c).sum() < len(y):
+            yield classes[c], y == c, p[:, c]
+
+
+def roc_pr_curves(y_true, proba, classes) -> Figure:
+    """ROC (left) and precision-recall (right) curves, one-vs-rest for several classes.
+
+    Legends carry the AUC / average precision; the chance diagonal and each class's prevalence
+    (the precision of guessing) are drawn dashed. A class absent from y_true gets no curve.
+    """
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    classes = [str(c) for c in classes]
+    y, p, _ = check_inputs(y_true, proba, classes)
+    fig = Figure(figsize=(9, 3.8), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    a.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="chance")
+    for i, (name, yc, s) in enumerate(_one_vs_rest(y, p, classes)):
+        color = f"C{i}"
+        fpr, tpr, _ = roc_curve(yc, s)
+        a.plot(fpr, tpr, color=color, lw=1.5, label=f"{name} (AUC {roc_auc_score(yc, s):.3f})")
+        prec, rec, _ = precision_recall_curve(yc, s)
+        b.plot(rec, prec, color=color, lw=1.5, drawstyle="steps-post",
+               label=f"{name} (AP {average_precision_score(yc, s):.3f}; prevalence {yc.mean():.2f})")
+        b.axhline(yc.mean(), color=color, ls="--", lw=1)  # the precision of guessing
+    a.set(xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)",
+          title="ROC", xlim=(0, 1), ylim=(0, 1.02))
+    b.set(xlabel="recall (sensitivity)", ylabel="precision", title="precision-recall", xlim=(0, 1),
+          ylim=(0, 1.02))
+    for ax in (a, b):
+        ax.set_aspect("equal")
+        ax.legend(fontsize=7, loc="lower left" if ax is b else "lower right")
+    return fig
+
+
+def calibration_curve(y_true, proba, *, n_bins: int = 10) -> Figure:
+    """Reliability diagram (with the diagonal) above a histogram of the predicted probabilities."""
+    cal = calibration(y_true, proba, n_bins=n_bins)
+    p = np.asarray(proba, dtype=float)
+    conf = p[:, 1] if p.shape[1] == 2 else p.max(1)
+    fig = Figure(figsize=(4.2, 5.0), layout="constrained")
+    a, b = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    a.plot([0, 1], [0, 1], ls="--", color="gray", lw=1, label="perfectly calibrated")
+    a.plot(cal.table["mean_predicted"], cal.table["observed"], marker="o", lw=1.5,
+           label=f"model (Brier {cal.brier:.3f}, ECE {cal.ece:.3f})")
+    a.set(ylabel="observed frequency", title=f"calibration: {cal.what}", xlim=(0, 1), ylim=(0, 1))
+    a.legend(fontsize=8, loc="upper left")
+    b.hist(conf, bins=np.linspace(0, 1, n_bins + 1), color="#4c72b0")
+    b.set(xlabel="predicted probability", ylabel="images")
+    return fig
+
+
+def learning_curves(history: pd.DataFrame) -> Figure:
+    """Loss and accuracy per epoch, train vs val, from a Keras CSVLogger ``history.csv``.
+
+    Epochs are shown 1-based (as Keras prints them; CSVLogger stores them from 0). A dotted line
+    marks the epoch with the lowest validation loss, the one a best-checkpoint callback keeps.
+    """
+    if "loss" not in history.columns:
+        raise ValueError(f"history has no 'loss' column (columns: {list(history.columns)}); "
+                         "expected a Keras CSVLogger history.csv")
+    acc = next((c for c in history.columns if "acc" in c and not c.startswith("val_")), None)
+    epoch = (history["epoch"] if "epoch" in history else pd.Series(range(len(history)))).to_numpy() + 1
+    keys = ["loss"] + ([acc] if acc else [])
+    fig = Figure(figsize=(4.2 * len(keys), 3.2), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(keys)))
+    best = int(epoch[int(np.argmin(history["val_loss"].to_numpy()))]) if "val_loss" in history else None
+    for ax, key in zip(axes, keys):
+        ax.plot(epoch, history[key], marker="o", ms=3, label="train")
+        if f"val_{key}" in history:
+            ax.plot(epoch, history[f"val_{key}"], marker="o", ms=3, label="val")
+        if best is not None:
+            ax.axvline(best, color="gray", ls=":", lw=1, label=f"best val loss (epoch {best})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set(xlabel="epoch", title=key)
+        ax.legend(fontsize=8)
+    return fig
+
+
+def prediction_grid(images, y_true, proba, classes, *, n: int = 16, cols: int = 8,
+                    threshold: float | None = None) -> Figure:
+    """The first `n` test films with true label, predicted label and its probability; wrong in red.
+
+    ``images``: (N, H, W) or (N, H, W, 1), values in [0, 1] (pipeline batches) or uint8.
+    ``threshold`` (binary): predict the positive class when p >= threshold, as `evaluate` does.
+    """
+    classes = [str(c) for c in classes]
+    y, p, _ = check_inputs(y_true, proba, classes)
+    x = np.asarray(images)
+    if len(x) != len(y):
+        raise ValueError(f"length mismatch: images has {len(x)} rows, y_true has {len(y)}")
+    x, y, p = x[:n], y[:n], p[:n]
+    vmax = 255 if x.dtype == np.uint8 else 1
+    rows = -(-len(x) // cols)
+    fig = Figure(figsize=(1.4 * cols, 1.75 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    if threshold is not None and p.shape[1] != 2:
+        raise ValueError(f"threshold applies to binary tasks only; this task has {p.shape[1]} classes")
+    pred = p.argmax(1) if threshold is None else (p[:, 1] >= threshold).astype(int)
+    for ax, img, t, pr, k in zip(axes, x, y, p, pred):
+        ax.imshow(img.reshape(img.shape[:2]), cmap="gray", vmin=0, vmax=vmax)
+        ax.set_title(f"true {classes[t]}\npred {classes[k]} {pr[k]:.2f}", fontsize=7,
+                     color="black" if k == t else "red")
+        if k != t:
+            ax.set_axis_on()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for sp in ax.spines.values():
+                sp.set_color("red")
+                sp.set_linewidth(2)
+    return fig
