@@ -313,11 +313,24 @@ class TrainResult:
 
     def summary(self) -> str:
         """One line per split: accuracy and AUC with their CIs beside the majority baseline."""
-        from .evaluate import summary_line
-
-        lines = [f"{self.config.name}: {len(self.history)} epochs (best {self.metrics['best_epoch']})"]
-        lines += [f"  {s:5s} {summary_line(self.metrics[s])}" for s in ("val", "test") if s in self.metrics]
+        lines = [f"{self.config.name} ({self.config.model}, {self.config.image_size} px): "
+                 f"{len(self.history)} epochs, best epoch {self.metrics['best_epoch']}"]
+        lines += [f"  {s:<5} {metrics_line(self.metrics[s])}" for s in ("val", "test") if s in self.metrics]
         return "\n".join(lines)
+
+
+def metrics_line(m: Mapping[str, Any], digits: int = 2) -> str:
+    """One line of an `Evaluation.to_dict()`: accuracy and AUC with CIs beside the majority baseline."""
+    def ci(key: str) -> str:
+        iv = m["ci"][key]
+        if iv["estimate"] is None:
+            return "n/a"
+        if iv["low"] is None:
+            return f"{iv['estimate']:.{digits}f}"
+        return f"{iv['estimate']:.{digits}f} [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
+
+    return (f"accuracy {ci('accuracy')} vs majority baseline {ci('majority_baseline')}; "
+            f"balanced accuracy {ci('balanced_accuracy')}; AUC {ci('auc')} ({m['n_images']} images)")
 
 
 def seed_everything(seed: int) -> None:
