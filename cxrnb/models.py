@@ -1,0 +1,537 @@
+"""The model zoo: the reference articles' networks, built for cxrnb batches.
+
+Every builder returns an *uncompiled* Functional `keras.Model` with one explicit `keras.Input`
+of shape ``(H, W, channels)`` taking what `cxrnb.pipeline.make_dataset` yields: float32 in
+[0, 1], grayscale (``channels=1``) or gray repeated (``channels=3``). Everything the input needs
+happens inside the model, so a user never has to remember it::
+
+    Input -> [class_names] -> [minmax] -> [to_rgb] -> [imagenet preprocess] -> body
+          -> Dense "logits" -> [Activation softmax "probabilities"]
+
+* ``to_rgb`` repeats a grayscale channel three times for the ImageNet backbones (vgg16,
+  densenet121), whose first convolution expects RGB.
+* ``normalization``: ``"unit"`` feeds the [0, 1] input as it is (the own CNNs' ``"auto"``);
+  ``"minmax"`` stretches each image to its own [0, 1] range (article 003 normalises by the
+  image's min and max, not by 255: `MinMaxNormalize`); ``"imagenet"`` (the backbones' ``"auto"``)
+  applies the backbone's own ``keras.applications.<net>.preprocess_input`` to ``x * 255``, the
+  scale its ImageNet weights were trained on (`ImageNetPreprocess`).
+* The final Dense layer is always named ``"logits"``; with ``logits=False`` a separate softmax
+  layer ``"probabilities"`` follows, so Grad-CAM can take the class score before the softmax
+  (article 004 had to edit the last activation to linear to get gradients at all).
+* ``class_names`` travel inside the saved ``.keras`` file, in the config of the identity layer
+  `ClassNames`; `model_class_names` reads them back from a loaded model.
+* All layers live in one flat graph (backbones are built on the model's own tensors, not nested
+  as a sub-model), so `last_conv_layer` and CAM tools reach every convolution by name.
+
+Custom layers are registered (package ``"cxrnb"``): ``keras.models.load_model`` works once
+``cxrnb.models`` is imported.
+"""
+from __future__ import annotations
+
+import inspect
+import numbers
+import os
+import socket
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+__all__ = [
+    "MODELS", "NORMALIZATIONS", "VGG16_TRAINABLE", "IMAGENET_WEIGHTS", "build_model",
+    "model_class_names", "last_conv_layer", "imagenet_weights_file", "small_cnn", "cnn4",
+    "compact", "resnet18", "vgg16", "densenet121", "ClassNames", "MinMaxNormalize",
+    "ImageNetPreprocess",
+]
+
+NORMALIZATIONS = ("auto", "unit", "minmax", "imagenet")
+BACKBONES = ("vgg16", "densenet121")
+
+# model -> (smallest input side in px, why). Own CNNs: the side at which the last feature map is
+# still >= 1 px (tests build each model at its minimum and fail one pixel below).
+MIN_SIZE: dict[str, tuple[int, str]] = {
+    "small_cnn": (6, "two unpadded 3x3 convolutions and a 2x2 max-pool"),
+    "cnn4": (46, "four blocks of an unpadded 3x3 convolution and a 2x2 max-pool"),
+    "compact": (8, "three 2x2 max-pools"),
+    "resnet18": (32, "five stride-2 steps take 32 px down to 1 px"),
+    "vgg16": (32, "Keras' VGG16 minimum: five 2x2 max-pools"),
+    "densenet121": (32, "Keras' DenseNet121 minimum: five stride-2 steps"),
+}
+
+# The no-top ImageNet weight files keras.applications downloads: (file name, URL, md5).
+_DISPLAY = {"vgg16": "VGG16", "densenet121": "DenseNet121"}
+IMAGENET_WEIGHTS: dict[str, tuple[str, str, str | None]] = {
+    "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+              "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
+              "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
+              "6d6bbae143d832006294945121d1f1fc"),
+    "densenet121": ("densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
+                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
+                    "30ee3e1110167f948a6b9946edeeb738"),
+}
+#: Seconds a stalled download socket may wait before the download counts as failed.
+DOWNLOAD_TIMEOUT_S = 30.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Custom layers (weightless, registered so a saved model loads after `import cxrnb.models`)
+# ---------------------------------------------------------------------------------------------
+
+@keras.saving.register_keras_serializable(package="cxrnb")
+class ClassNames(layers.Layer):
+    """Identity layer whose config carries the class names, so they travel in the .keras file
+    (a model's outputs are just indices; without names a loaded model cannot say what index 1
+    means)."""
+
+    def __init__(self, class_names: Sequence[str], **kwargs):
+        super().__init__(**kwargs)
+        self.class_names = [str(c) for c in class_names]
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "class_names": list(self.class_names)}
+
+
+@keras.saving.register_keras_serializable(package="cxrnb")
+class MinMaxNormalize(layers.Layer):
+    """Per-image min-max scaling to [0, 1] (article 003): ``(x - min) / (max - min)`` over each
+    image's pixels and channels. A constant image maps to 0 (no division by zero)."""
+
+    def __init__(self, epsilon: float = 1e-7, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def call(self, inputs):
+        x = ops.cast(inputs, "float32")
+        lo = ops.min(x, axis=(1, 2, 3), keepdims=True)
+        hi = ops.max(x, axis=(1, 2, 3), keepdims=True)
+        return (x - lo) / ops.maximum(hi - lo, self.epsilon)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
+
+
+_PREPROCESS: dict[str, Callable] = {
+    "vgg16": keras.applications.vgg16.preprocess_input,         # "caffe": RGB->BGR, minus mean
+    "densenet121": keras.applications.densenet.preprocess_input,  # "torch": /255, mean/std
+}
+
+
+@keras.saving.register_keras_serializable(package="cxrnb")
+class ImageNetPreprocess(layers.Layer):
+    """A backbone's own ``keras.applications.<net>.preprocess_input`` applied to ``x * 255``:
+    cxrnb batches are in [0, 1], the ImageNet weights were trained on that function of 0..255."""
+
+    def __init__(self, backbone: str, **kwargs):
+        super().__init__(**kwargs)
+        if backbone not in _PREPROCESS:
+            raise ValueError(f"ImageNetPreprocess: unknown backbone {backbone!r}; "
+                             f"valid: {', '.join(_PREPROCESS)}")
+        self.backbone = backbone
+
+    def call(self, inputs):
+        return _PREPROCESS[self.backbone](ops.cast(inputs, "float32") * 255.0)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        return {**super().get_config(), "backbone": self.backbone}
+
+
+# ---------------------------------------------------------------------------------------------
+# Shared argument checks, input side and head
+# ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Spec:
+    """The validated common arguments of every builder."""
+    model: str
+    hw: tuple[int, int]
+    channels: int
+    num_classes: int
+    logits: bool
+    weights: str | None
+    class_names: tuple[str, ...] | None
+    normalization: str
+
+
+def _is_int(value: Any) -> bool:
+    """An integer (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def _spec(model: str, *, input_size: int | tuple[int, int] = 128, channels: int = 1,
+          num_classes: int = 2, logits: bool = False, weights: str | os.PathLike | None = None,
+          class_names: Sequence[str] | None = None, normalization: str = "auto") -> _Spec:
+    """Check the common arguments once, with messages that name the option and the model."""
+    size = (input_size, input_size) if _is_int(input_size) else input_size
+    if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(map(_is_int, size)):
+        raise ValueError(f"input_size must be an int or a (height, width) pair of ints: got {input_size!r}")
+    least, why = MIN_SIZE[model]
+    if min(size) < least:
+        raise ValueError(f"input_size {input_size!r} is too small for {model!r}: it needs at least "
+                         f"{least} px per side ({why})")
+    if channels not in (1, 3) or isinstance(channels, bool):
+        raise ValueError(f"channels must be 1 (grayscale) or 3 (gray repeated), as cxrnb.pipeline "
+                         f"makes them: got {channels!r}")
+    if not _is_int(num_classes) or num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2 (a softmax over one class is always 1): "
+                         f"got {num_classes!r}")
+    if normalization not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {normalization!r}; valid: {', '.join(NORMALIZATIONS)}")
+    if normalization == "auto":
+        normalization = "imagenet" if model in BACKBONES else "unit"
+    if normalization == "imagenet" and model not in BACKBONES:
+        raise ValueError(f"normalization='imagenet' applies an ImageNet backbone's preprocess_input; "
+                         f"{model!r} has no ImageNet backbone: use 'unit' or 'minmax'")
+    if class_names is not None:
+        if isinstance(class_names, str):
+            raise ValueError(f"class_names must be a sequence of names, not the string {class_names!r}")
+        class_names = tuple(str(c) for c in class_names)
+        if len(class_names) != num_classes:
+            raise ValueError(f"class_names has {len(class_names)} names {list(class_names)} but "
+                             f"num_classes is {num_classes}")
+        if len(set(class_names)) != len(class_names):
+            raise ValueError(f"class_names must be unique: got {list(class_names)}")
+    if weights is not None:
+        weights = os.fspath(weights)
+        if weights == "imagenet":
+            if model not in BACKBONES:
+                extra = (" (no ImageNet ResNet-18 ships with Keras: keras.applications starts at "
+                         "ResNet50)" if model == "resnet18" else "")
+                raise ValueError(f"weights='imagenet': {model!r} has no ImageNet weights{extra}; pass "
+                                 f"weights=None (random initialisation) or a weights file saved from "
+                                 f"this model")
+        elif not os.path.isfile(weights):
+            raise FileNotFoundError(f"weights file for {model!r} not found: {weights}")
+    if not isinstance(logits, bool):
+        raise ValueError(f"logits must be True or False: got {logits!r}")
+    return _Spec(model, (int(size[0]), int(size[1])), int(channels), int(num_classes), logits, weights,
+                 class_names, normalization)
+
+
+def _inputs(s: _Spec, rgb: bool = False):
+    """The input side: Input, class names, normalisation (and RGB + ImageNet scaling for
+    backbones). Returns (input tensor, preprocessed tensor)."""
+    inputs = keras.Input(shape=(*s.hw, s.channels), name="image")
+    x = inputs
+    if s.class_names is not None:
+        x = ClassNames(s.class_names, name="class_names")(x)
+    if s.normalization == "minmax":
+        x = MinMaxNormalize(name="minmax")(x)
+    if rgb and s.channels == 1:
+        x = layers.Concatenate(axis=-1, name="to_rgb")([x, x, x])
+    if s.normalization == "imagenet":
+        x = ImageNetPreprocess(s.model, name="imagenet_preprocess")(x)
+    return inputs, x
+
+
+def _finish(s: _Spec, inputs, features) -> keras.Model:
+    """The output side shared by all models: Dense "logits", then softmax "probabilities" unless
+    ``logits``. Own CNNs given a weights file load it here."""
+    out = layers.Dense(s.num_classes, name="logits")(features)
+    if not s.logits:
+        out = layers.Activation("softmax", name="probabilities")(out)
+    model = keras.Model(inputs, out, name=s.model)
+    if s.weights is not None and s.model not in BACKBONES:
+        model.load_weights(s.weights)
+    return model
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if not _is_int(value) or value < 1:
+        raise ValueError(f"{name} must be a positive int: got {value!r}")
+    return int(value)
+
+
+def _dropout(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0 <= value < 1:
+        raise ValueError(f"dropout must be a rate in [0, 1): got {value!r}")
+    return float(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Own CNNs
+# ---------------------------------------------------------------------------------------------
+
+def small_cnn(*, dense_units: int = 128, **common: Any) -> keras.Model:
+    """Article 001's CNN: 2x Conv2D(32, 3x3, relu), MaxPool(2x2), Flatten, Dense(relu), Dense.
+
+    The article lists the layers but not the hidden Dense width; ``dense_units=128`` is the usual
+    Keras example's. Its flatten feeds that Dense layer, whose weights grow with the square of the
+    input side: keep inputs small. ``common``: the arguments of `build_model`.
+    """
+    s = _spec("small_cnn", **common)
+    inputs, x = _inputs(s)
+    x = layers.Conv2D(32, 3, activation="relu", name="conv1")(x)
+    x = layers.Conv2D(32, 3, activation="relu", name="conv2")(x)
+    x = layers.MaxPooling2D(2, name="pool")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dense(_positive_int("dense_units", dense_units), activation="relu", name="dense")(x)
+    return _finish(s, inputs, x)
+
+
+def cnn4(*, filters: Sequence[int] = (32, 64, 128, 128), dense_units: int = 512,
+         dropout: float = 0.5, **common: Any) -> keras.Model:
+    """Article 002's CNN: four blocks of Conv2D(3x3, relu) + MaxPool(2x2), dropout, softmax.
+
+    The article gives no numbers. The defaults (32-64-128-128 filters, Flatten, Dropout(0.5),
+    Dense(512, relu)) are the convnet of Chollet's "Deep Learning with Python" for 150 px
+    cats-vs-dogs, the one the widespread Kaggle "pneumonia CNN" notebooks copy (article 002 also
+    trains at 150 px). ``common``: the arguments of `build_model`.
+    """
+    s = _spec("cnn4", **common)
+    if len(filters) != 4:
+        raise ValueError(f"cnn4 has four blocks: filters must hold 4 ints, got {list(filters)!r}")
+    inputs, x = _inputs(s)
+    for i, f in enumerate(filters, start=1):
+        x = layers.Conv2D(_positive_int("filters", f), 3, activation="relu", name=f"conv{i}")(x)
+        x = layers.MaxPooling2D(2, name=f"pool{i}")(x)
+    x = layers.Flatten(name="flatten")(x)
+    x = layers.Dropout(_dropout(dropout), name="dropout")(x)
+    x = layers.Dense(_positive_int("dense_units", dense_units), activation="relu", name="dense")(x)
+    return _finish(s, inputs, x)
+
+
+def compact(*, filters: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.3,
+            **common: Any) -> keras.Model:
+    """cxrnb's CPU-friendly default (not from an article): 4 blocks Conv(3x3)-BN-ReLU with
+    max-pooling after the first three, GlobalAveragePooling, Dropout, Dense.
+
+    Few weights (no flatten-to-dense), so it trains quickly at 128 px on a laptop CPU, and its
+    last convolution keeps 1/8 of the input's resolution: a usable spatial map for CAMs.
+    ``common``: the arguments of `build_model`.
+    """
+    s = _spec("compact", **common)
+    if len(filters) != 4:
+        raise ValueError(f"compact has four blocks: filters must hold 4 ints, got {list(filters)!r}")
+    inputs, x = _inputs(s)
+    for i, f in enumerate(filters, start=1):
+        x = layers.Conv2D(_positive_int("filters", f), 3, padding="same", use_bias=False,
+                          name=f"block{i}_conv")(x)
+        x = layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = layers.Activation("relu", name=f"block{i}_relu")(x)
+        if i < 4:
+            x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    x = layers.Dropout(_dropout(dropout), name="dropout")(x)
+    return _finish(s, inputs, x)
+
+
+def _basic_block(x, filters: int, stride: int, name: str):
+    """ResNet basic block: two 3x3 conv-BN, identity shortcut (1x1 conv-BN when the shape
+    changes), add, ReLU."""
+    y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    shortcut = x
+    if stride != 1 or x.shape[-1] != filters:
+        shortcut = layers.Conv2D(filters, 1, strides=stride, use_bias=False, name=f"{name}_down_conv")(x)
+        shortcut = layers.BatchNormalization(name=f"{name}_down_bn")(shortcut)
+    y = layers.Add(name=f"{name}_add")([y, shortcut])
+    return layers.Activation("relu", name=f"{name}_out")(y)
+
+
+def resnet18(**common: Any) -> keras.Model:
+    """Article 003's ResNet-18 (He et al. 2016): 7x7/2 conv-BN-ReLU stem, 3x3/2 max-pool, basic
+    blocks [2, 2, 2, 2] with 64-128-256-512 filters, GlobalAveragePooling, Dense.
+
+    Keras ships no ResNet-18, so it is written here; there are no ImageNet weights for it
+    (``weights`` is None or a file saved from this model). ``common``: the arguments of
+    `build_model`.
+    """
+    s = _spec("resnet18", **common)
+    inputs, x = _inputs(s)
+    x = layers.Conv2D(64, 7, strides=2, padding="same", use_bias=False, name="conv1")(x)
+    x = layers.BatchNormalization(name="bn1")(x)
+    x = layers.Activation("relu", name="relu1")(x)
+    x = layers.MaxPooling2D(3, strides=2, padding="same", name="pool1")(x)
+    for stage, f in enumerate((64, 128, 256, 512), start=1):
+        for block in (1, 2):
+            stride = 2 if stage > 1 and block == 1 else 1
+            x = _basic_block(x, f, stride, f"stage{stage}_block{block}")
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    return _finish(s, inputs, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# ImageNet backbones
+# ---------------------------------------------------------------------------------------------
+
+def imagenet_weights_file(model: str) -> str:
+    """Path of ``model``'s no-top ImageNet weights, downloaded by ``keras.utils.get_file`` into
+    the Keras cache when missing. Offline, Keras' download fails deep inside model building;
+    here it fails with one `ConnectionError` sentence saying what to do instead."""
+    fname, url, md5 = IMAGENET_WEIGHTS[model]
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urlretrieve has no timeout of its own
+    try:
+        return keras.utils.get_file(fname, url, cache_subdir="models", file_hash=md5)
+    except Exception as e:  # get_file wraps every URL error in a bare Exception
+        cause = e.__context__ if isinstance(e.__context__, OSError) else e
+        reason = getattr(cause, "reason", None) or cause
+        raise ConnectionError(
+            f"weights='imagenet' needs to download the {_DISPLAY[model]} ImageNet weights from {url}, which "
+            f"failed ({reason}): run where the network is reachable (e.g. Colab), pass a local "
+            f"weights file (weights='path/to/{fname}'), or weights=None for random "
+            f"initialisation") from e
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _backbone_weights(s: _Spec) -> str | None:
+    return imagenet_weights_file(s.model) if s.weights == "imagenet" else s.weights
+
+
+# Which VGG16 layers train. Article 004's TEXT describes the usual fine-tuning: freeze the first
+# layers (generic edges and curves), train the last ones. Its CODE does the opposite: it sets
+# every layer trainable, then freezes `pretrain_model.layers[-4:]`, i.e. block5_conv1..3 and
+# block5_pool; its printed "Non-trainable params: 7,079,424" is exactly block 5's three
+# convolutions (3 x (3*3*512*512 + 512)). Its next paragraph says fine-tuning the *first* layers
+# worked better for that project, which is what the code does. "last_block" (the default) is what
+# the text intends; "article_code" reproduces the code.
+VGG16_TRAINABLE = {
+    "last_block": "freeze blocks 1-4, train block 5 and the head (the usual fine-tuning; the text)",
+    "article_code": "train everything except block 5 (what article 004's code does)",
+    "all": "train every layer",
+    "head": "freeze the whole VGG16 base, train only the head",
+}
+
+
+def vgg16(*, trainable: str = "last_block", **common: Any) -> keras.Model:
+    """Article 004: VGG16 base (``keras.applications.VGG16``, no top) + its head:
+    AveragePooling2D(3x3), Flatten, Dense(64, relu), Dropout(0.5), Dense(num_classes).
+
+    ``trainable``: see `VGG16_TRAINABLE`. ``weights``: None, "imagenet" (downloaded) or the path
+    of weights for Keras' no-top VGG16 (the downloaded ``.h5``, or a ``.weights.h5`` saved from
+    ``keras.applications.VGG16(include_top=False)``). Below 96 px block 5 is smaller than the 3x3 pooling
+    window, so the pooling pads ("same") instead of failing; from 96 px it is the article's.
+    ``common``: the arguments of `build_model`.
+    """
+    if trainable not in VGG16_TRAINABLE:
+        raise ValueError(f"unknown trainable {trainable!r} for 'vgg16'; valid: {', '.join(VGG16_TRAINABLE)}")
+    s = _spec("vgg16", **common)
+    inputs, x = _inputs(s, rgb=True)
+    base = keras.applications.VGG16(include_top=False, weights=_backbone_weights(s),
+                                    input_tensor=x, input_shape=(*s.hw, 3))
+    for layer in base.layers:  # article 004's code, literally
+        layer.trainable = True
+    if trainable == "article_code":
+        for layer in base.layers[-4:]:
+            layer.trainable = False
+    elif trainable == "last_block":
+        for layer in base.layers:
+            layer.trainable = not layer.name.startswith(("block1", "block2", "block3", "block4"))
+    elif trainable == "head":
+        for layer in base.layers:
+            layer.trainable = False
+    padding = "same" if min(base.output.shape[1:3]) < 3 else "valid"
+    x = layers.AveragePooling2D((3, 3), padding=padding, name="head_avg_pool")(base.output)
+    x = layers.Flatten(name="head_flatten")(x)
+    x = layers.Dense(64, activation="relu", name="head_dense")(x)
+    x = layers.Dropout(0.5, name="head_dropout")(x)
+    return _finish(s, inputs, x)
+
+
+def densenet121(**common: Any) -> keras.Model:
+    """CheXNet (Rajpurkar et al. 2017): ``keras.applications.DenseNet121`` (no top),
+    GlobalAveragePooling, Dense(num_classes). ``weights``: None, "imagenet" (downloaded) or the
+    path of weights for Keras' no-top DenseNet121 (as for `vgg16`). ``common``: the arguments of
+    `build_model`.
+    """
+    s = _spec("densenet121", **common)
+    inputs, x = _inputs(s, rgb=True)
+    base = keras.applications.DenseNet121(include_top=False, weights=_backbone_weights(s),
+                                          input_tensor=x, input_shape=(*s.hw, 3))
+    x = layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
+    return _finish(s, inputs, x)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+
+MODELS: dict[str, Callable[..., keras.Model]] = {
+    "small_cnn": small_cnn, "cnn4": cnn4, "compact": compact,
+    "resnet18": resnet18, "vgg16": vgg16, "densenet121": densenet121,
+}
+
+
+def _options(name: str) -> list[str]:
+    """The model-specific keyword options of a builder (everything but ``**common``)."""
+    params = inspect.signature(MODELS[name]).parameters.values()
+    return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
+
+
+def build_model(name: str, *, input_size: int | tuple[int, int] = 128, channels: int = 1,
+                num_classes: int = 2, logits: bool = False, weights: str | None = None,
+                class_names: Sequence[str] | None = None, normalization: str = "auto",
+                **options: Any) -> keras.Model:
+    """Build the registered model ``name`` (uncompiled) for cxrnb batches.
+
+    ``input_size``: side (or (height, width)) in px; ``channels``: 1 or 3; ``logits``: linear
+    outputs (for CAMs and ``from_logits=True`` losses) instead of softmax probabilities;
+    ``weights``: None (random), "imagenet" (backbones only; downloaded), or a local file (a
+    backbone's Keras no-top ``.h5``; for the own CNNs a ``.weights.h5`` saved from the same
+    model); ``class_names``: stored in the model (see `model_class_names`); ``normalization``:
+    one of `NORMALIZATIONS`; ``options``: the model's own (e.g. vgg16's ``trainable``).
+    """
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")
+    unknown = sorted(set(options) - set(_options(name)))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown} for model {name!r}; it takes: "
+                         f"{', '.join(_options(name)) or 'no options'}")
+    return MODELS[name](input_size=input_size, channels=channels, num_classes=num_classes,
+                        logits=logits, weights=weights, class_names=class_names,
+                        normalization=normalization, **options)
+
+
+def model_class_names(model: keras.Model) -> list[str] | None:
+    """The class names stored in ``model`` by `build_model` (also after save and load), or
+    None when it was built without them."""
+    for layer in model.layers:
+        if isinstance(layer, ClassNames):
+            return list(layer.class_names)
+    return None
+
+
+_PASS_THROUGH = (layers.MaxPooling2D, layers.AveragePooling2D, layers.Dropout,
+                 layers.SpatialDropout2D, layers.ZeroPadding2D)
+
+
+def last_conv_layer(model: keras.Model) -> str:
+    """Name of the last layer after a convolution with a 4-D (spatial) output, for Grad-CAM.
+
+    Pooling, padding and dropout layers are skipped: they add no spatial detail to the map
+    before them (article 004's 3x3 average pooling even leaves a 1x1 map). So: vgg16 ->
+    ``block5_conv3``, densenet121 -> ``relu``, resnet18 -> ``stage4_block2_out``.
+    """
+    found, seen_conv = None, False
+    for layer in model.layers:
+        seen_conv = seen_conv or isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D,
+                                                    layers.SeparableConv2D))
+        try:
+            rank = len(layer.output.shape)
+        except (AttributeError, ValueError):  # a layer called more than once has no single output
+            continue
+        if seen_conv and rank == 4 and not isinstance(layer, _PASS_THROUGH):
+            found = layer.name
+    if found is None:
+        raise ValueError(f"model {model.name!r} has no convolution with a spatial (4-D) output "
+                         f"for Grad-CAM")
+    return found
