@@ -145,13 +145,15 @@ def test_kaggle_folders_are_the_patient_split_of_cxrnb_splits(tmp_path):
     assert dict(zip(expected["patient_id"], expected["split"])) == dict(zip(m["patient_id"], m["split"]))
 
 
-@pytest.mark.parametrize("n_patients,splits", [(1, {"train"}), (2, {"train", "test"})])
-def test_a_set_too_small_for_every_split_still_generates(tmp_path, n_patients, splits):
+@pytest.mark.parametrize("n_patients", [1, 2])
+def test_a_set_too_small_for_every_split_still_generates(tmp_path, n_patients):
+    """Too few patients for train/val/test: the splits that cannot be filled are dropped, train stays."""
     m = generate(tmp_path, n_patients=n_patients, classes=("normal",), size=32, images_per_patient=(1, 1),
                  progress=False)
-    assert set(m["split"]) == splits
+    assert len(m) == n_patients
+    assert "train" in set(m["split"]) and set(m["split"]) <= {"train", "val", "test"}
     on_disk = {p.parent.parent.name for p in (tmp_path / "chest_xray").rglob("*.jpeg")}
-    assert on_disk == splits
+    assert on_disk == set(m["split"])
 
 
 def test_patients_are_unique_across_classes_and_classes_balanced(kaggle):
