@@ -306,12 +306,14 @@ def cnn4(*, filters: Sequence[int] = (32, 64, 128, 128), dense_units: int = 512,
 
 
 def compact(*, filters: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.3,
-            **common: Any) -> keras.Model:
+            bn_momentum: float = 0.9, **common: Any) -> keras.Model:
     """cxrnb's CPU-friendly default (not from an article): 4 blocks Conv(3x3)-BN-ReLU with
     max-pooling after the first three, GlobalAveragePooling, Dropout, Dense.
 
     Few weights (no flatten-to-dense), so it trains quickly at 128 px on a laptop CPU, and its
     last convolution keeps 1/8 of the input's resolution: a usable spatial map for CAMs.
+    `bn_momentum` is lower than Keras' 0.99: a small set gives a few hundred training steps, too
+    few for 0.99's moving statistics to settle, and inference then sees the wrong statistics.
     ``common``: the arguments of `build_model`.
     """
     s = _spec("compact", **common)
@@ -321,7 +323,7 @@ def compact(*, filters: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.3,
     for i, f in enumerate(filters, start=1):
         x = layers.Conv2D(_positive_int("filters", f), 3, padding="same", use_bias=False,
                           name=f"block{i}_conv")(x)
-        x = layers.BatchNormalization(name=f"block{i}_bn")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{i}_bn")(x)
         x = layers.Activation("relu", name=f"block{i}_relu")(x)
         if i < 4:
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)

@@ -441,7 +441,7 @@ def train(
     weights = class_weights(parts["train"]["label"], classes) if config.loss_weighting == "balanced" else None
 
     t0 = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=weights, verbose=0,
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=weights, verbose=0, shuffle=False,
               callbacks=_callbacks(config, run_dir, progress, has_val=True))
     seconds = time.perf_counter() - t0
     if (run_dir / "best.weights.h5").is_file():
