@@ -15,6 +15,7 @@ Measurements: `localisation` (share of CAM energy inside the lungs / lesion, poi
 """
 from __future__ import annotations
 
+import warnings
 import weakref
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -138,8 +139,8 @@ class Explainer:
         self.n_outputs = int(logits.shape[-1])
         self.n_classes = 2 if self.n_outputs == 1 else self.n_outputs
         self.input_shape = tuple(inputs[0].shape[1:])
-        self.logit_model = keras.Model(inputs, logits)
-        self.layer_model = keras.Model(inputs, [self.layer.output, logits])
+        self.logit_model = keras.Model(inputs, logits)  # list inputs, as tf-keras-vis calls it
+        self.layer_model = keras.Model(inputs[0], [self.layer.output, logits])
         if self.n_outputs == 1:  # [0, z]: softmax of it is (1 - sigmoid(z), sigmoid(z))
             two = keras.layers.Concatenate()([keras.ops.zeros_like(logits), logits])
             self.softmax_model = keras.Model(inputs, two)
@@ -192,7 +193,7 @@ class Explainer:
     def logits(self, images, batch_size: int = 256) -> np.ndarray:
         """Logits (B, K) of float images."""
         x = self.check_images(images)
-        return np.concatenate([np.asarray(self.logit_model(x[i:i + batch_size], training=False))
+        return np.concatenate([np.asarray(self.logit_model([x[i:i + batch_size]], training=False))
                                for i in range(0, len(x), batch_size)] or [np.zeros((0, self.n_outputs))])
 
     def probabilities(self, images, batch_size: int = 256) -> np.ndarray:
@@ -299,11 +300,13 @@ def cam(model: keras.Model | Explainer, images, class_index, method: str = "grad
         return ex.compiled_cams(images, class_index, [method], batch_size)[method]
     x = ex.check_images(images)
     idx = ex.check_classes(class_index, len(x))
-    from tf_keras_vis.gradcam import Gradcam
-    from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-    from tf_keras_vis.layercam import Layercam
-    from tf_keras_vis.saliency import Saliency
-    from tf_keras_vis.scorecam import Scorecam
+    with warnings.catch_warnings():  # tf-keras-vis imports a deprecated scipy namespace
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from tf_keras_vis.gradcam import Gradcam
+        from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
+        from tf_keras_vis.layercam import Layercam
+        from tf_keras_vis.saliency import Saliency
+        from tf_keras_vis.scorecam import Scorecam
 
     out = []
     for i in range(0, len(x), batch_size):
