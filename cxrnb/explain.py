@@ -58,6 +58,19 @@ class _PreActivation(keras.layers.Layer):
             self.inner.activation = act
 
 
+class _Target(keras.layers.Layer):
+    """Stands for the spatial layer in tf-keras-vis, which reads `.output`: gives the tensor in the
+    explained model's graph (right for a nested backbone too)."""
+
+    def __init__(self, tensor, name: str):
+        super().__init__(name=name)
+        self._tensor = tensor
+
+    @property
+    def output(self):
+        return self._tensor
+
+
 def _inputs(model: keras.Model) -> list:
     try:
         inputs = model.inputs
@@ -89,6 +102,19 @@ def _logit_tensor(model: keras.Model):
     return _PreActivation(last)(last.input), name
 
 
+def layer_output(model: keras.Model, layer: keras.layers.Layer):
+    """The symbolic output of `layer` in `model`'s graph. For a nested model (a backbone used as a
+    layer) `layer.output` is its own inner tensor, not connected to `model`'s input: take the
+    output of its call inside `model` instead."""
+    graph = getattr(model, "_functional", None) or model  # a Sequential keeps its graph there
+    nodes = getattr(graph, "_nodes_by_depth", None) or {}
+    mine = {id(n) for ns in nodes.values() for n in ns}
+    for node in getattr(layer, "_inbound_nodes", []):
+        if (not mine or id(node) in mine) and len(node.output_tensors) == 1:
+            return node.output_tensors[0]
+    return layer.output
+
+
 def find_spatial_layer(model: keras.Model, layer: str | keras.layers.Layer | None = None
                        ) -> keras.layers.Layer:
     """The layer whose (batch, height, width, channels) output the CAMs weight: `layer` (a name or
@@ -103,7 +129,7 @@ def find_spatial_layer(model: keras.Model, layer: str | keras.layers.Layer | Non
             if layer not in names:
                 raise ValueError(f"model {model.name!r} has no layer {layer!r}; layers: {names}")
             layer = model.get_layer(layer)
-        shape = tuple(layer.output.shape)
+        shape = tuple(layer_output(model, layer).shape)
         if len(shape) != 4 or (shape[1] or 2) * (shape[2] or 2) < 2:
             raise ValueError(f"layer {layer.name!r} is not spatial (convolutional): output shape "
                              f"{shape}; a CAM needs a (batch, height, width, channels) output")
@@ -111,7 +137,7 @@ def find_spatial_layer(model: keras.Model, layer: str | keras.layers.Layer | Non
     for lay in reversed(model.layers):
         if isinstance(lay, keras.layers.InputLayer):
             continue
-        shape = tuple(lay.output.shape)
+        shape = tuple(layer_output(model, lay).shape)
         if len(shape) == 4 and (shape[1] or 2) * (shape[2] or 2) >= 2:
             return lay
     raise ValueError(f"model {model.name!r} has no spatial layer (no layer with a (batch, height, "
@@ -140,7 +166,7 @@ class Explainer:
         self.n_classes = 2 if self.n_outputs == 1 else self.n_outputs
         self.input_shape = tuple(inputs[0].shape[1:])
         self.logit_model = keras.Model(inputs, logits)  # list inputs, as tf-keras-vis calls it
-        self.layer_model = keras.Model(inputs[0], [self.layer.output, logits])
+        self.layer_model = keras.Model(inputs[0], [layer_output(model, self.layer), logits])
         if self.n_outputs == 1:  # [0, z]: softmax of it is (1 - sigmoid(z), sigmoid(z))
             two = keras.layers.Concatenate()([keras.ops.zeros_like(logits), logits])
             self.softmax_model = keras.Model(inputs, two)
@@ -311,7 +337,8 @@ def cam(model: keras.Model | Explainer, images, class_index, method: str = "grad
     out = []
     for i in range(0, len(x), batch_size):
         xb, ib = x[i:i + batch_size], idx[i:i + batch_size]
-        kw = dict(penultimate_layer=ex.layer, seek_penultimate_conv_layer=False)
+        kw = dict(penultimate_layer=_Target(layer_output(ex.model, ex.layer), ex.layer.name),
+                  seek_penultimate_conv_layer=False)
         if method == "scorecam":  # tf-keras-vis applies softmax to the outputs itself
             one = np.arange(len(ib))
             m = Scorecam(ex.softmax_model)(lambda p: p.numpy()[one, ib], xb, max_N=max_n,

@@ -240,3 +240,21 @@ def test_figures_draw_aligned_maps():
     assert [ax.get_title() for ax in g.axes[:4]] == ["a -> a (ok)", "", "", "b -> a (WRONG)"]
     with pytest.raises(ValueError, match="CAM of shape \\(16, 16\\) does not match the image \\(32, 32\\)"):
         plots.cam_overlay(x, m[0, :16, :16])
+
+
+def test_nested_backbone_and_reloaded_models(tmp_path):
+    keras.utils.set_random_seed(0)
+    bi = keras.Input((S, S, 1))
+    backbone = keras.Model(bi, keras.layers.Conv2D(8, 3, activation="relu")(bi), name="backbone")
+    inp = keras.Input((S, S, 1))
+    z = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(backbone(inp)))
+    model = keras.Model(inp, keras.layers.Activation("softmax", name="probabilities")(z))
+    x = noise(2)
+    assert E.find_spatial_layer(model).name == "backbone"
+    fast = E.cam(model, x, 1)
+    np.testing.assert_allclose(fast, E.cam(model, x, 1, compiled=False), atol=1e-5)
+    seq = tiny("sequential", "softmax", 3)
+    for m in (model, seq):
+        m.save(tmp_path / "m.keras")
+        back = keras.models.load_model(tmp_path / "m.keras")
+        np.testing.assert_allclose(E.cam(back, x, 1), E.cam(m, x, 1), atol=1e-6)
