@@ -281,4 +281,105 @@ def prediction_grid(images, y_true, proba, classes, *, n: int = 16, cols: int = 
             for sp in ax.spines.values():
                 sp.set_color("red")
                 sp.set_linewidth(2)
+
+
+# =============================================================================================
+# Explanation figures (class activation maps over films)
+# =============================================================================================
+
+def _film(ax, image, cam=None, *, lung=None, lesion=None, alpha: float = 0.45, title: str = ""):
+    """One film in grey with its CAM over it (jet, [0, 1], same pixel grid) and mask outlines."""
+    img = np.asarray(image, dtype=np.float32)
+    img = img[..., 0] if img.ndim == 3 else img
+    hi = 255.0 if img.max() > 1.0 else 1.0
+    ax.imshow(img, cmap="gray", vmin=0, vmax=hi, interpolation="nearest")
+    im = None
+    if cam is not None:
+        cam = np.asarray(cam)
+        if cam.shape != img.shape:
+            raise ValueError(f"CAM of shape {cam.shape} does not match the image {img.shape}")
+        im = ax.imshow(cam, cmap="jet", vmin=0, vmax=1, alpha=alpha, interpolation="nearest")
+    for m, color in ((lung, "cyan"), (lesion, "red")):
+        if m is not None:
+            m = np.asarray(m)
+            if m.shape != img.shape:
+                raise ValueError(f"mask of shape {m.shape} does not match the image {img.shape}")
+            _outline(ax, m if m.max() > 1 else m * 255, color)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title, fontsize=8)
+    return im
+
+
+def cam_overlay(image, cam, *, lung=None, lesion=None, title: str = "") -> Figure:
+    """A film with its CAM as a heatmap and a colour bar; lung outlined cyan, lesion red."""
+    fig = Figure(figsize=(3.6, 3.0), layout="constrained")
+    ax = fig.subplots()
+    im = _film(ax, image, cam, lung=lung, lesion=lesion, title=title)
+    fig.colorbar(im, ax=ax, fraction=0.046, label="CAM (0-1)")
+    return fig
+
+
+def cam_methods(images, maps: dict, *, lungs=None, lesions=None, titles=None) -> Figure:
+    """Rows of films (first column plain), one column per method (`maps`: {method: (B, H, W)})."""
+    images = np.asarray(images)
+    names = list(maps)
+    fig = Figure(figsize=(1.8 * (len(names) + 1) + 0.6, 1.8 * len(images)), layout="constrained")
+    axes = fig.subplots(len(images), len(names) + 1, squeeze=False)
+    im = None
+    for r in range(len(images)):
+        lung = None if lungs is None else lungs[r]
+        lesion = None if lesions is None else lesions[r]
+        _film(axes[r, 0], images[r], lung=lung, lesion=lesion,
+              title=titles[r] if titles is not None else "film")
+        for c, name in enumerate(names, start=1):
+            im = _film(axes[r, c], images[r], maps[name][r], lung=lung, lesion=lesion,
+                       title=name if r == 0 else "")
+    if im is not None:
+        fig.colorbar(im, ax=axes, fraction=0.02, label="CAM (0-1)")
+    return fig
+
+
+def cam_grid(images, maps, labels, predictions, classes, *, n_per_class: int = 4,
+             lungs=None, lesions=None) -> Figure:
+    """Per true class (rows), up to `n_per_class` correct then as many wrong predictions, each with
+    its CAM; titles give true -> predicted, marked ok or WRONG."""
+    labels = np.asarray(labels, dtype=object)
+    predictions = np.asarray(predictions, dtype=object)
+    fig = Figure(figsize=(1.7 * 2 * n_per_class + 0.6, 1.9 * len(classes)), layout="constrained")
+    axes = fig.subplots(len(classes), 2 * n_per_class, squeeze=False)
+    im = None
+    for r, cls in enumerate(classes):
+        ok = np.flatnonzero((labels == cls) & (predictions == cls))[:n_per_class]
+        bad = np.flatnonzero((labels == cls) & (predictions != cls))[:n_per_class]
+        for c in range(2 * n_per_class):
+            ax = axes[r, c]
+            ax.set_axis_off()
+            pick = ok if c < n_per_class else bad
+            j = c if c < n_per_class else c - n_per_class
+            if j >= len(pick):
+                continue
+            i = pick[j]
+            tag = "ok" if c < n_per_class else "WRONG"
+            im = _film(ax, images[i], maps[i], lung=None if lungs is None else lungs[i],
+                       lesion=None if lesions is None else lesions[i],
+                       title=f"{cls} -> {predictions[i]} ({tag})")
+    if im is not None:
+        fig.colorbar(im, ax=axes, fraction=0.02, label="CAM (0-1)")
+    return fig
+
+
+def faithfulness_curves(curves: dict) -> Figure:
+    """Mean deletion and insertion curves per method (`cxrnb.explain.faithfulness`'s curves)."""
+    fig = Figure(figsize=(8, 3), layout="constrained")
+    a, b = fig.subplots(1, 2)
+    for name, c in curves.items():
+        style = "--" if name == "random map" else "-"
+        a.plot(c.fractions, c.deletion.mean(0), style, label=f"{name} ({c.deletion_auc.mean():.2f})")
+        b.plot(c.fractions, c.insertion.mean(0), style, label=f"{name} ({c.insertion_auc.mean():.2f})")
+    for ax, t in ((a, "deletion (lower is better)"), (b, "insertion (higher is better)")):
+        ax.set_xlabel("fraction of pixels")
+        ax.set_ylabel("class probability")
+        ax.set_title(t)
+        ax.legend(fontsize=7)
     return fig

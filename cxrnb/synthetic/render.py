@@ -317,12 +317,10 @@ _GLYPHS = {
 }
 
 
-def _draw_marker(img: np.ndarray, seed: int, patient: int, image: int) -> None:
-    """Burn a radiographer-style tag (bright block with a dark R/L) into a top corner, in place."""
+def _marker_layout(seed: int, patient: int, image: int, size: int):
+    """(rng, letter, top, left, height, width) of the burnt-in marker, drawn in a fixed order."""
     r = _rng(seed, patient, image, _T_MARKER)
-    size = img.shape[0]
     letter = "R" if r.random() < 0.5 else "L"
-    glyph = np.array([[c == "1" for c in row] for row in _GLYPHS[letter]])
     px = max(1, round(size / 64))           # pixels per glyph cell
     pad = max(1, px)
     h, w = 7 * px + 2 * pad, 5 * px + 2 * pad
@@ -332,6 +330,24 @@ def _draw_marker(img: np.ndarray, seed: int, patient: int, image: int) -> None:
     left_side = r.random() < 0.5
     off = margin + int(r.integers(jitter))
     left = off if left_side else size - off - w
+    return r, letter, top, left, h, w
+
+
+def marker_box(seed: int, patient: int, image: int, size: int = 256) -> tuple[int, int, int, int]:
+    """(top, left, height, width) in pixels of the marker that `render_image(..., marker=True)`
+    burns into this image at this size: the region a shortcut-learning CAM lights up."""
+    size = _check_int("size", size, 32)
+    return _marker_layout(_check_int("seed", seed, 0), _check_int("patient", patient, 0),
+                          _check_int("image", image, 0), size)[2:]
+
+
+def _draw_marker(img: np.ndarray, seed: int, patient: int, image: int) -> None:
+    """Burn a radiographer-style tag (bright block with a dark R/L) into a top corner, in place."""
+    size = img.shape[0]
+    r, letter, top, left, h, w = _marker_layout(seed, patient, image, size)
+    px = max(1, round(size / 64))
+    pad = max(1, px)
+    glyph = np.array([[c == "1" for c in row] for row in _GLYPHS[letter]])
     block = np.full((h, w), int(r.integers(225, 256)), dtype=np.uint8)
     cells = np.kron(glyph, np.ones((px, px), dtype=bool))
     block[pad:pad + 7 * px, pad:pad + 5 * px][cells] = int(r.integers(10, 40))

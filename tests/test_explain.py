@@ -1,0 +1,260 @@
+"""CAMs: never blank, aligned, equal on both paths; scores with known answers; sanity check; bad input."""
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from cxrnb import explain as E
+from cxrnb import plots
+
+S = 32
+
+
+def tiny(kind: str, act: str, n: int, seed: int = 0) -> keras.Model:
+    """A small CNN, untrained; its logit weights alternate in sign over the channels so that every
+    class has positive evidence somewhere (a ReLU'd Grad-CAM with none is legitimately all zero)."""
+    keras.utils.set_random_seed(seed)
+    layers = [keras.layers.Conv2D(6, 3, activation="relu", padding="same"), keras.layers.MaxPooling2D(),
+              keras.layers.Conv2D(16, 3, activation="relu", padding="same", name="last_conv"),
+              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(n, activation=act, name="logits")]
+    if kind == "sequential":
+        model = keras.Sequential(layers)
+        model.build((None, S, S, 1))
+    else:
+        x = inp = keras.Input((S, S, 1))
+        for lay in layers[:-1]:
+            x = lay(x)
+        x = layers[-1](x) if act == "linear" else keras.layers.Activation(act, name="probabilities")(
+            keras.layers.Dense(n, name="logits")(x))
+        model = keras.Model(inp, x)
+    c, k = np.meshgrid(np.arange(16), np.arange(n), indexing="ij")
+    model.get_layer("logits").set_weights([(-1.0) ** (c + k) * (1 + c / 16), np.zeros(n)])
+    return model
+
+
+def noise(n: int = 3, seed: int = 0) -> np.ndarray:
+    """Noisy films with a bright square at a different place in each."""
+    x = np.random.default_rng(seed).random((n, S, S, 1), dtype=np.float32) * 0.5
+    for i in range(n):
+        r, c = 3 + 7 * i % 20, 20 - 6 * i % 18
+        x[i, r:r + 8, c:c + 8] = 0.95
+    return x
+
+
+MODELS = [(k, a, n) for k in ("functional", "sequential") for a, n in
+          (("softmax", 3), ("sigmoid", 1), ("linear", 3))]
+
+
+@pytest.mark.parametrize("kind,act,n", MODELS)
+def test_every_method_gives_finite_non_constant_maps(kind, act, n):
+    model, x = tiny(kind, act, n), noise()
+    for method in E.METHODS:
+        for cls in (0, 1):
+            m = E.cam(model, x, cls, method, smooth_samples=4)
+            assert m.shape == (3, S, S) and m.dtype == np.float32, method
+            assert np.isfinite(m).all(), method
+            assert (m.std(axis=(1, 2)) > 1e-3).all(), f"{method} class {cls}: blank map"
+            assert m.min() >= 0 and m.max() <= 1 + 1e-6
+
+
+def test_saturated_softmax_still_gives_maps():
+    model = tiny("functional", "softmax", 3)
+    dense = model.get_layer("logits")
+    dense.set_weights([dense.get_weights()[0], np.array([60.0, 0.0, -60.0])])
+    x = noise()
+    assert (np.asarray(model(x)).max(axis=1) == 1.0).all()  # saturated: probability exactly 1
+    assert (E.cam(model, x, 0, "gradcam").std(axis=(1, 2)) > 1e-3).all()
+
+
+@pytest.mark.parametrize("kind,act,n", [MODELS[0], MODELS[1], MODELS[3], MODELS[4], MODELS[5]])
+def test_compiled_path_equals_tf_keras_vis(kind, act, n):
+    model, x = tiny(kind, act, n, seed=3), noise(5, seed=1)
+    cls = [0, 1, 1, 0, 1]
+    for method in E.COMPILED:
+        fast = E.cam(model, x, cls, method)
+        ref = E.cam(model, x, cls, method, compiled=False)
+        np.testing.assert_allclose(fast, ref, atol=1e-5, err_msg=method)
+
+
+def test_sigmoid_negative_class_flips_the_sign():
+    model, x = tiny("functional", "sigmoid", 1), noise(2)
+    ex = E.explainer(model)
+    z = ex.logits(x)[:, 0]
+    s0 = np.asarray(ex.score(ex.logit_model([x]), np.array([0, 0], np.int32)))
+    np.testing.assert_allclose(s0, -z, rtol=1e-5)
+    p = ex.probabilities(x)
+    np.testing.assert_allclose(p[:, 1], np.asarray(model(x))[:, 0], rtol=1e-5)
+
+
+# ---- orientation: a model that only sees a bright square in the top-right corner -----------
+
+def corner_model() -> keras.Model:
+    """Bright pixels (> 0.5) light a 1x1 conv; 4x4 max-pooled cells; only the top-right 2x2 cells
+    of the 8x8 grid feed class 1 (their negative feeds class 0)."""
+    inp = keras.Input((S, S, 1))
+    a = keras.layers.Conv2D(1, 1, activation="relu", name="bright")(inp)
+    c = keras.layers.MaxPooling2D(4, name="cells")(a)
+    z = keras.layers.Dense(2, name="logits")(keras.layers.Flatten()(c))
+    model = keras.Model(inp, keras.layers.Activation("softmax")(z))
+    model.get_layer("bright").set_weights([np.full((1, 1, 1, 1), 4.0), np.array([-2.0])])
+    w = np.zeros((8, 8))
+    w[:2, 6:] = 1.0
+    model.get_layer("logits").set_weights([np.stack([-w.ravel(), w.ravel()], 1), np.zeros(2)])
+    return model
+
+
+def square(*corners: str) -> np.ndarray:
+    x = np.full((1, S, S, 1), 0.2, np.float32)
+    for c in corners:
+        r = slice(2, 7) if c[0] == "t" else slice(S - 7, S - 2)
+        k = slice(S - 7, S - 2) if c[1] == "r" else slice(2, 7)
+        x[0, r, k] = 1.0
+    return x
+
+
+def peak(m: np.ndarray) -> tuple[int, int]:
+    return np.unravel_index(np.argmax(m[0]), m[0].shape)
+
+
+def test_cam_peak_is_in_the_corner_the_model_responds_to():
+    model = corner_model()
+    for method in E.METHODS:
+        r, c = peak(E.cam(model, square("tr"), 1, method, layer="cells"))
+        assert r < 8 and c >= S - 8, f"{method}: peak at {(r, c)}, not top-right"
+    for method in ("layercam", "smoothgrad"):  # a second, ignored square does not attract the peak
+        r, c = peak(E.cam(model, square("bl", "tr"), 1, method, layer="cells"))
+        assert r < 8 and c >= S - 8, f"{method}: peak at {(r, c)}, not top-right"
+
+
+# ---- localisation scores on a constructed case --------------------------------------------
+
+def test_localisation_scores_known_answer():
+    lung = np.zeros((2, 8, 8), np.uint8)
+    lung[:, :, :4] = 255                       # left half: area share 0.5
+    lesion = np.zeros((2, 8, 8), np.uint8)
+    lesion[0, 1:3, 1:3] = 255                  # image 1 has no lesion
+    perfect = (lesion > 0).astype(np.float32)
+    perfect[1, 5, 5] = 1.0
+    half = np.zeros((2, 8, 8), np.float32)
+    half[:, 2, 2], half[:, 2, 6] = 3.0, 1.0    # 3/4 of the energy left, peak at (2, 2)
+    np.testing.assert_allclose(E.energy_share(half, lung), [0.75, 0.75])
+    assert E.pointing_game(half, lesion).tolist() == [True, False]
+    t = E.localisation({"perfect": perfect, "half": half}, lung, lesion, n_random=50)
+    assert t.loc["perfect", "lesion_energy"] == 1.0 and t.loc["perfect", "pointing_game"] == 1.0
+    assert t.loc["half", "lung_energy"] == 0.75 and t.loc["half", "pointing_game"] == 1.0
+    assert t.loc["random map", "lung_energy"] == pytest.approx(0.5, abs=0.03)
+    assert t.loc["random map", "lesion_energy"] == pytest.approx(4 / 64, abs=0.02)
+    assert t.loc["random map", "pointing_game"] == pytest.approx(4 / 64, abs=0.05)
+    assert t["n_lesion"].iloc[0] == 1
+
+
+def test_faithfulness_ranks_the_true_map_above_random():
+    model = corner_model()
+    x = np.concatenate([square("tr"), square("tr", "bl")])
+    truth = np.zeros((2, S, S), np.float32)
+    truth[:, 2:7, S - 7:S - 2] = 1.0
+    table, curves = E.faithfulness(model, x, 1, {"truth": truth, "inverse": 1 - truth},
+                                   steps=8, reference="mean", n_random=2)
+    assert table.loc["truth", "deletion_auc"] < table.loc["random map", "deletion_auc"]
+    assert table.loc["truth", "insertion_auc"] > table.loc["random map", "insertion_auc"]
+    assert table.loc["inverse", "deletion_auc"] > table.loc["truth", "deletion_auc"]
+    c = curves["truth"]
+    assert c.deletion.shape == (2, 9) and c.deletion[:, 0] == pytest.approx(c.insertion[:, -1])
+
+
+# ---- sanity check ------------------------------------------------------------------------
+
+def trained_model() -> tuple[keras.Model, np.ndarray]:
+    """A tiny CNN trained briefly to tell films with a bright square (anywhere) from films without."""
+    rng = np.random.default_rng(0)
+    x = rng.random((160, S, S, 1), dtype=np.float32) * 0.4
+    y = np.arange(160) % 2
+    for i in np.flatnonzero(y):
+        r, c = rng.integers(0, S - 8, 2)
+        x[i, r:r + 8, c:c + 8] = 0.9
+    model = tiny("functional", "softmax", 2, seed=1)
+    model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
+    assert model.evaluate(x, y, verbose=0)[1] > 0.9
+    return model, x[1:12:2]
+
+
+def test_sanity_check_passes_gradcam_and_fails_a_map_that_ignores_the_weights():
+    model, x = trained_model()
+    before = [w.copy() for w in model.get_weights()]
+    methods = {"gradcam": lambda ex, im, c: E.cam(ex, im, c, "gradcam"),
+               "intensity": lambda ex, im, c: im[..., 0]}
+    sim, verdict = E.randomisation_check(model, x, 1, methods)
+    assert verdict.loc["gradcam", "passes"] and not verdict.loc["intensity", "passes"]
+    assert verdict.loc["intensity", "verdict"].startswith("FAIL")
+    assert sim["randomised_to"].iloc[0] == "logits"                  # from the top
+    assert set(sim["step"]) == {1, 2, 3}                               # every layer with weights
+    assert (sim[sim["method"] == "intensity"]["spearman"] > 0.999).all()
+    assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # on a copy
+
+
+# ---- bad inputs --------------------------------------------------------------------------
+
+def test_bad_inputs_are_named():
+    model, x = tiny("functional", "softmax", 3), noise(2)
+    with pytest.raises(ValueError, match="layer 'logits' is not spatial"):
+        E.cam(model, x, 0, layer="logits")
+    with pytest.raises(ValueError, match="has no layer 'nope'"):
+        E.cam(model, x, 0, layer="nope")
+    flat = keras.Sequential([keras.Input((S, S, 1)), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="has no spatial layer"):
+        E.cam(flat, x, 0)
+    with pytest.raises(ValueError, match="images are 16x16 but model .* expects 32x32"):
+        E.cam(model, x[:, :16, :16], 0)
+    with pytest.raises(ValueError, match="images have 3 channel\\(s\\) but model .* expects 1"):
+        E.cam(model, np.repeat(x, 3, -1), 0)
+    with pytest.raises(ValueError, match="class index 3 out of range: model .* has 3 classes"):
+        E.cam(model, x, 3)
+    with pytest.raises(ValueError, match="class index 2 out of range: .* has 2 classes"):
+        E.cam(tiny("functional", "sigmoid", 1), x, [0, 2])
+    with pytest.raises(ValueError, match="images must be floats in \\[0, 1\\]"):
+        E.cam(model, (x * 255).astype(np.uint8), 0)
+    with pytest.raises(ValueError, match=re.escape("unknown CAM method 'gradcam+'")):
+        E.cam(model, x, 0, "gradcam+")
+    unbuilt = keras.Sequential([keras.layers.Conv2D(2, 3), keras.layers.Flatten(), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="has no defined input"):
+        E.cam(unbuilt, x, 0)
+    maps = np.zeros((2, S, S), np.float32)
+    with pytest.raises(ValueError, match="lesion masks have shape \\(2, 16, 16\\) but the maps are"):
+        E.localisation({"m": maps}, None, np.zeros((2, 16, 16)))
+    with pytest.raises(ValueError, match="maps have shape \\(2, 16, 16\\) but the images are"):
+        E.deletion_insertion(model, x, 0, maps[:, :16, :16])
+
+
+def test_figures_draw_aligned_maps():
+    x = square("tr")[0]
+    m = E.cam(corner_model(), square("tr"), 1)
+    lung = np.zeros((S, S), np.uint8)
+    lung[8:24, 4:28] = 255
+    assert len(plots.cam_overlay(x, m[0], lung=lung, lesion=lung).axes) == 2  # film + colour bar
+    f = plots.cam_methods(np.stack([x, x]), {"a": np.stack([m[0], m[0]]), "b": np.stack([m[0], m[0]])})
+    assert len(f.axes) == 7
+    g = plots.cam_grid(np.stack([x, x]), np.stack([m[0], m[0]]), ["a", "b"], ["a", "a"], ["a", "b"],
+                       n_per_class=1)
+    assert [ax.get_title() for ax in g.axes[:4]] == ["a -> a (ok)", "", "", "b -> a (WRONG)"]
+    with pytest.raises(ValueError, match="CAM of shape \\(16, 16\\) does not match the image \\(32, 32\\)"):
+        plots.cam_overlay(x, m[0, :16, :16])
+
+
+def test_nested_backbone_and_reloaded_models(tmp_path):
+    keras.utils.set_random_seed(0)
+    bi = keras.Input((S, S, 1))
+    backbone = keras.Model(bi, keras.layers.Conv2D(8, 3, activation="relu")(bi), name="backbone")
+    inp = keras.Input((S, S, 1))
+    z = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(backbone(inp)))
+    model = keras.Model(inp, keras.layers.Activation("softmax", name="probabilities")(z))
+    x = noise(2)
+    assert E.find_spatial_layer(model).name == "backbone"
+    fast = E.cam(model, x, 1)
+    np.testing.assert_allclose(fast, E.cam(model, x, 1, compiled=False), atol=1e-5)
+    seq = tiny("sequential", "softmax", 3)
+    for m in (model, seq):
+        m.save(tmp_path / "m.keras")
+        back = keras.models.load_model(tmp_path / "m.keras")
+        np.testing.assert_allclose(E.cam(back, x, 1), E.cam(m, x, 1), atol=1e-6)
