@@ -300,7 +300,8 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     `defects=True` adds the problems real collections have (see `_write_defects`), so the
     readers' drop report has something to show on the embedded data too. `realistic=True` gives
     the layout its real source's population (`POPULATIONS`: classes and imbalance unless
-    given, ages, views by class, stored sizes and RGB files) plus two exact duplicates under new
+    given, ages, views by class (none recorded in the Kaggle layout, as in Kaggle), stored sizes
+    and RGB files) plus two exact duplicates under new
     patient ids and, in the Kaggle layout, a few patients whose last film sits in another
     official split folder, as in the real collections.
     """
@@ -381,7 +382,8 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
                 row["kaggle_patient"] = kp
                 if pop is not None:  # the official split a lesson compares with
                     row["kaggle_split"] = split
-            row.update(view=view, source="synthetic", sex=sex, age=age, subtype=sub,
+            # the real Kaggle collection records no view
+            row.update(view=None if pop is not None and kaggle else view, source="synthetic", sex=sex, age=age, subtype=sub,
                        lung_mask=lung_rel, lesion_mask=les_rel, marker=bool(marked),
                        split=split, image_index=k, seed=seed, difficulty=d)
             rows.append(row)
