@@ -83,7 +83,9 @@ def overview(index: pd.DataFrame) -> Figure:
         elif col == "sex":
             _count_bar(ax, index["sex"], "sex")
         else:
-            sns.histplot(data=index, x="age", hue="label", multiple="stack", bins=15, ax=ax)
+            few = index["age"].nunique() <= 15  # e.g. paediatric ages 1-5: one bar per year
+            sns.histplot(data=index, x="age", hue="label", multiple="stack", ax=ax,
+                         **({"discrete": True} if few else {"bins": 15}))
             ax.yaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_ylabel("images")
             ax.set_title("age (years)")
