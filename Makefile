@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # kernel config: TensorFlow's C++ logs go to this terminal, not into notebook cells
 export IPYTHONDIR := $(CURDIR)/.ipython
 
-.PHONY: demo test lab bench clean
+.PHONY: demo test lab bench wheel clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,5 +38,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/augment.py
 
+# A wheel for instructors who host cxrnb themselves (Colab: set CXRNB_INSTALL to its URL).
+wheel: $(STAMP)
+	$(BIN)/python -m pip wheel --no-deps --quiet -w dist .
+	@ls dist/*.whl
+
 clean:
-	rm -rf $(OUT) .pytest_cache
+	rm -rf $(OUT) .pytest_cache dist

@@ -1,20 +1,33 @@
-"""First-cell helpers of the notebooks: reproducible set-up, the dataset folder, the split.
+"""First-cell helpers of the notebooks: installing, reproducible set-up, folders, versions, the split.
 
-Each notebook's parameters cell names a dataset and a folder; `prepare_data` makes the
-embedded synthetic set there when asked for it (cheaply reused on re-runs), or checks that a
-real dataset folder exists and says what to put there when it does not. `save_split` and
-`load_split` hand notebook 01's split to the later notebooks. To run a notebook with other
-parameters, use papermill (``papermill 01_data_exploration.ipynb out.ipynb -p SEED 1``).
+Each notebook's first cell installs cxrnb when it is missing (Colab, a fresh kernel); its source
+is one setting, `INSTALL_SOURCE`, copied into every notebook by `sync_notebooks` (a test checks
+the copies), and the "Open in Colab" links come from `REPOSITORY` by `colab_url`. The parameters
+cell names a dataset and folders; `where` makes ``../outputs`` work from any working directory,
+`prepare_data` makes the embedded synthetic set when asked for it (cheaply reused on re-runs),
+or checks that a real dataset folder exists and says what to put there when it does not.
+`save_split` and `load_split` hand notebook 01's split to the later notebooks. To run a notebook
+with other parameters, use papermill (``papermill 01_data_exploration.ipynb out.ipynb -p SEED 1``).
 """
 from __future__ import annotations
 
+import io
 import json
 import os
+import platform
 import random
 import warnings
 from pathlib import Path
 
 import numpy as np
+
+#: Where the repository is hosted (GitHub ``owner/name``): the install source and the Colab links.
+REPOSITORY = "cxrnb/cxrnb"
+#: What pip installs in Colab or a kernel without cxrnb: the repository (or a wheel URL an
+#: instructor hosts, see `make wheel`). The environment variable ``CXRNB_INSTALL`` overrides it.
+INSTALL_SOURCE = f"git+https://github.com/{REPOSITORY}.git"
+#: Marks the first cell of every notebook (the install cell that `sync_notebooks` writes).
+INSTALL_TAG = "install"
 
 #: Where each real source can be downloaded, shown when its folder is missing.
 DOWNLOADS = {
@@ -25,8 +38,91 @@ DOWNLOADS = {
 }
 
 
-def setup(seed: int = 0, *, dpi: int = 80, tensorflow: bool = False) -> None:
-    """Seed Python, NumPy (and Keras/TF when `tensorflow`), set quiet logs and small figures."""
+def install_cell() -> str:
+    """Source of the notebooks' first cell: install cxrnb when it is missing.
+
+    The cell cannot import cxrnb, so it carries `INSTALL_SOURCE` as text; inside the repository
+    it installs the checkout instead. It says to restart the runtime when pip changed a package
+    the kernel had already imported (Colab preloads NumPy)."""
+    return f'''# Colab or a fresh kernel: install cxrnb when it is missing. The source is one setting
+# (cxrnb.notebook.INSTALL_SOURCE); CXRNB_INSTALL overrides it, e.g. a wheel from `make wheel`.
+import importlib.util, importlib.metadata as md, os, subprocess, sys
+if importlib.util.find_spec("cxrnb") is None:
+    src = os.environ.get("CXRNB_INSTALL") or (".." if os.path.exists("../pyproject.toml") else "{INSTALL_SOURCE}")
+    before = {{m: md.version(m) for m in ("numpy", "tensorflow") if importlib.util.find_spec(m)}}
+    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *src.split()])
+    changed = [m for m, v in before.items() if md.version(m) != v and m in sys.modules]
+    print("installed cxrnb from", src.split()[-1].rsplit("/", 1)[-1])
+    if changed:
+        print(f"pip changed {{', '.join(changed)}}: restart the runtime (Runtime > Restart session), then run all cells again")'''
+
+
+def colab_url(notebook: str | Path, *, branch: str = "main") -> str:
+    """The "Open in Colab" address of a notebook of this repository (from `REPOSITORY`)."""
+    return (f"https://colab.research.google.com/github/{REPOSITORY}/blob/{branch}/notebooks/"
+            f"{Path(notebook).name}")
+
+
+def colab_badge(notebook: str | Path) -> str:
+    """Markdown of the "Open in Colab" badge of a notebook."""
+    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+            f"({colab_url(notebook)})")
+
+
+def sync_notebooks(paths) -> list[Path]:
+    """Rewrite each notebook's install cell (tagged `INSTALL_TAG`) and Colab badge from the one
+    setting; return the notebooks that changed. The badge is the first line of the first
+    markdown cell when it starts with ``[![Open In Colab]``."""
+    import nbformat
+
+    changed = []
+    for path in map(Path, paths):
+        nb = nbformat.read(path, as_version=4)
+        before = nbformat.writes(nb)
+        for cell in nb.cells:
+            if INSTALL_TAG in cell.get("metadata", {}).get("tags", []):
+                cell.source = install_cell()
+            elif cell.cell_type == "markdown" and cell.source.startswith("[![Open In Colab]"):
+                cell.source = colab_badge(path) + cell.source[cell.source.index("\n"):] if "\n" in cell.source \
+                    else colab_badge(path)
+        if nbformat.writes(nb) != before:
+            nbformat.write(nb, path)
+            changed.append(path)
+    return changed
+
+
+def where(path: str | Path) -> Path:
+    """A parameters-cell path that works from any working directory.
+
+    Paths such as ``../outputs`` mean "beside the notebooks folder" inside the repository; in
+    Colab or a copied notebook (no ``../pyproject.toml``) they would climb out of the working
+    directory (``/content/..`` is ``/``), so the leading ``..`` is dropped: ``./outputs``."""
+    p = Path(path)
+    if p.is_absolute() or not p.parts or p.parts[0] != ".." or Path("../pyproject.toml").is_file():
+        return p
+    return Path(*p.parts[1:]) if len(p.parts) > 1 else Path(".")
+
+
+def versions() -> str:
+    """One line: the versions this notebook ran with (and where cxrnb was imported from)."""
+    from importlib import metadata
+
+    import cxrnb
+
+    parts = [f"cxrnb {cxrnb.__version__}", f"Python {platform.python_version()}"]
+    for dist in ("numpy", "pandas", "tensorflow", "keras", "matplotlib"):
+        try:
+            parts.append(f"{dist} {metadata.version(dist)}")
+        except metadata.PackageNotFoundError:
+            parts.append(f"{dist} missing")
+    where_from = "repository checkout" if (Path(cxrnb.__file__).parents[1] / "pyproject.toml").is_file() \
+        else "installed package"
+    return "versions: " + ", ".join(parts) + f" (cxrnb from the {where_from})"
+
+
+def setup(seed: int = 0, *, dpi: int = 100, tensorflow: bool = False) -> None:
+    """Seed Python, NumPy (and Keras/TF when `tensorflow`), quiet logs, projector-sized figures
+    (charts as PNG, X-ray grids as JPEG), and print the versions."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
     random.seed(seed)
@@ -43,8 +139,9 @@ def setup(seed: int = 0, *, dpi: int = 80, tensorflow: bool = False) -> None:
     _inline_figures()
     pd.set_option("display.max_columns", 20)
     pd.set_option("display.width", 120)
-    pd.set_option("display.max_colwidth", 60)
+    pd.set_option("display.max_colwidth", None)  # explanation tables must not truncate text
     warnings.filterwarnings("ignore", category=DeprecationWarning)
+    print(versions())
 
 
 def _inline_figures() -> None:
@@ -55,9 +152,25 @@ def _inline_figures() -> None:
         return
     ip = get_ipython()
     if ip is not None and hasattr(ip, "kernel"):
+        from matplotlib.figure import Figure
+
+        from .plots import is_photo
+
         ip.run_line_magic("matplotlib", "inline")
-        # X-ray grids are noise-rich photographs: JPEG keeps notebooks small (PNG is 4x larger)
-        ip.run_line_magic("config", "InlineBackend.figure_formats = ['jpeg']")
+        # charts and line art as PNG (sharp text); X-ray grids are noise-rich photographs, where
+        # JPEG keeps notebooks small (PNG is about 4x larger): `plots.photo` marks them
+        fmts = ip.display_formatter.formatters
+        fmts["image/png"].for_type(Figure, lambda f: None if is_photo(f) else _figure_bytes(f, "png"))
+        fmts["image/jpeg"].for_type(Figure, lambda f: _figure_bytes(f, "jpeg") if is_photo(f) else None)
+        for mime in ("image/svg+xml", "application/pdf"):
+            fmts[mime].type_printers.pop(Figure, None)
+
+
+def _figure_bytes(fig, fmt: str) -> bytes:
+    """The figure rendered for the notebook; ``bbox_inches="tight"`` so no label is clipped."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, bbox_inches="tight", **({"pil_kwargs": {"quality": 85}} if fmt == "jpeg" else {}))
+    return buf.getvalue()
 
 
 def prepare_data(dataset: str, data_dir: str | Path, *, seed: int = 0, **synthetic) -> Path:
@@ -68,7 +181,7 @@ def prepare_data(dataset: str, data_dir: str | Path, *, seed: int = 0, **synthet
     made or reused (no progress bar), so notebook outputs do not depend on earlier runs. For
     a real source the folder must exist: the error says where to get the data.
     """
-    data_dir = Path(data_dir)
+    data_dir = where(data_dir)
     if dataset == "synthetic":
         from .synthetic import ensure
 
@@ -122,7 +235,7 @@ def load_split(dataset: str, data_dir: str | Path, output_dir: str | Path, *, ta
     from .validate import load_index
 
     root = prepare_data(dataset, data_dir, seed=seed, **synthetic)
-    out = Path(output_dir)
+    out = where(output_dir)
     csv, saved = out / "split.csv", out / "split.json"
     params = _split_params(dataset, root, out, task, seed, val, test, synthetic)
     try:

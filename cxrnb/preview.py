@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 
 from .augment import EXECUTORS as _EXECUTORS
 from .augment import AugmentPolicy, CXRAugment, make_augmenter
+from .plots import DPI, FILM, LESION, LUNG, overlay_legend, photo
 
-DPI = 80
 EXECUTORS = tuple(_EXECUTORS)  # ("keras", "opencv", "imgaug")
 
 
@@ -67,7 +67,7 @@ def _show(ax, img, title: str | None = None, ylabel: str | None = None) -> None:
         ax.set_ylabel(ylabel, fontsize=9)
 
 
-def _grid(n: int, cols: int, cell: float = 1.6, title: str | None = None):
+def _grid(n: int, cols: int, cell: float = FILM, title: str | None = None):
     rows = math.ceil(n / cols)
     fig = Figure(figsize=(cell * cols, cell * rows + (0.3 if title else 0)), dpi=DPI, layout="constrained")
     axes = np.atleast_1d(fig.subplots(rows, cols)).ravel()
@@ -96,34 +96,44 @@ def draws_grid(image, augmenter_or_policy="default", n: int = 16, seed: int = 0,
     fig, axes = _grid(len(panels), cols, title=f"{_name(augmenter_or_policy)} via {executor}, seed {seed}")
     for ax, (img, t) in zip(axes, panels):
         _show(ax, img, t)
-    return fig
+    return photo(fig)
 
 
 def class_grid(images_by_class: Mapping[str, Sequence[np.ndarray]], policy="default", seed: int = 0,
-               *, n_aug: int = 5, executor: str = "keras") -> Figure:
-    """One row per class: the class's first image, then `n_aug` augmented draws of it."""
+               *, n_aug: int = 5, executor: str = "opencv", masks_by_class: Mapping | None = None) -> Figure:
+    """One row per class: the class's first image, then `n_aug` augmented draws of it.
+
+    With `masks_by_class` (class -> (H, W, 2) lung and lesion masks of that first image) the
+    outlines follow each draw, so one sees whether a finding survives augmentation."""
     classes = list(images_by_class)
     if not classes:
         raise ValueError("images_by_class is empty")
     cols = 1 + n_aug
-    fig = Figure(figsize=(1.6 * cols, 1.65 * len(classes)), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(FILM * cols, (FILM + 0.1) * len(classes)), dpi=DPI, layout="constrained")
     axes = np.asarray(fig.subplots(len(classes), cols)).reshape(len(classes), cols)
     for r, cls in enumerate(classes):
         imgs = list(images_by_class[cls])
         if not imgs:
             raise ValueError(f"class {cls!r} has no images")
-        out = draws(imgs[0], policy, n_aug, seed=seed + r, executor=executor)
-        _show(axes[r, 0], _hw1(imgs[0]), "original" if r == 0 else None, ylabel=cls)
-        for c, o in enumerate(out, start=1):
-            _show(axes[r, c], o, f"augmented {c}" if r == 0 else None)
-    return fig
+        m = None if masks_by_class is None else masks_by_class.get(cls)
+        if m is None:
+            out, outm = draws(imgs[0], policy, n_aug, seed=seed + r, executor=executor), [None] * n_aug
+        else:
+            out, outm = draws(imgs[0], policy, n_aug, seed=seed + r, executor=executor, mask=m)
+        _overlay(axes[r, 0], _hw1(imgs[0]), m, "original" if r == 0 else None)
+        axes[r, 0].set_ylabel(cls, fontsize=10)
+        for c, (o, om) in enumerate(zip(out, outm), start=1):
+            _overlay(axes[r, c], o, om, f"augmented {c}" if r == 0 else None)
+    if masks_by_class is not None:
+        overlay_legend(fig)
+    return photo(fig)
 
 
 def intensity_histograms(images_before, images_after, *, bins: int = 64) -> Figure:
     """Pixel-value histograms before and after augmentation, and per-image mean intensities."""
     before = np.asarray(images_before, np.float32)
     after = np.asarray(images_after, np.float32)
-    fig = Figure(figsize=(8, 2.8), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(9, 3.2), dpi=DPI, layout="constrained")
     a, b = fig.subplots(1, 2)
     edges = np.linspace(0, 255, bins + 1)
     for arr, label, color in ((before, "before", "#4c72b0"), (after, "after", "#dd8452")):
@@ -143,31 +153,35 @@ def intensity_histograms(images_before, images_after, *, bins: int = 64) -> Figu
 
 def compare_executors(image, policy="default", n: int = 6, seed: int = 0) -> Figure:
     """One row of `n` draws per executor (Keras in-graph, OpenCV, imgaug), all of the same policy."""
-    fig = Figure(figsize=(1.6 * n, 1.75 * len(EXECUTORS)), dpi=DPI, layout="constrained")
+    fig = Figure(figsize=(FILM * n, (FILM + 0.15) * len(EXECUTORS)), dpi=DPI, layout="constrained")
     axes = np.asarray(fig.subplots(len(EXECUTORS), n)).reshape(len(EXECUTORS), n)
     for r, ex in enumerate(EXECUTORS):
         out = draws(image, policy, n, seed=seed, executor=ex)
         for c, o in enumerate(out):
             _show(axes[r, c], o, f"draw {c + 1}" if r == 0 else None, ylabel=ex if c == 0 else None)
     fig.suptitle(f"{_name(policy)}: one policy, {len(EXECUTORS)} executors, seed {seed}", fontsize=10)
-    return fig
+    return photo(fig)
 
 
 def _overlay(ax, image, mask, title=None) -> None:
+    """The image with mask channel 0 outlined in `LUNG` colour and channel 1 in `LESION` colour."""
     _show(ax, image, title)
+    if mask is None:
+        return
     m = np.asarray(mask)
     m = m.reshape(*m.shape[:2], -1)
-    colors = ("#ff3b30", "#34c759", "#0a84ff", "#ffcc00")
-    for k in range(m.shape[-1]):
+    colors = (LUNG, LESION)
+    for k in range(min(m.shape[-1], len(colors))):
         if m[..., k].any():
             ax.contour(m[..., k] > 0, levels=[0.5], colors=colors[k % len(colors)], linewidths=1.0)
 
 
 def mask_overlay(image, mask, *, title: str | None = None) -> Figure:
-    """One image with its mask(s) drawn as contours (channel k of `mask` in its own colour)."""
-    fig = Figure(figsize=(3, 3), dpi=DPI, layout="constrained")
+    """One image with its masks as outlines (channel 0 lung: cyan, channel 1 lesion: red)."""
+    fig = Figure(figsize=(3, 3.3), dpi=DPI, layout="constrained")
     _overlay(fig.subplots(), image, mask, title)
-    return fig
+    overlay_legend(fig, lesion=np.asarray(mask).reshape(*np.asarray(mask).shape[:2], -1).shape[-1] > 1)
+    return photo(fig)
 
 
 def mask_draws(image, mask, policy="default", n: int = 6, seed: int = 0, executor: str = "keras") -> Figure:
@@ -178,4 +192,124 @@ def mask_draws(image, mask, policy="default", n: int = 6, seed: int = 0, executo
     fig, axes = _grid(len(panels), min(7, len(panels)), title=f"masks via {executor}, seed {seed}")
     for ax, (i, m, t) in zip(axes, panels):
         _overlay(ax, i, m, t)
-    return fig
+    overlay_legend(fig, lesion=np.asarray(mask).reshape(*np.asarray(mask).shape[:2], -1).shape[-1] > 1)
+    return photo(fig)
+
+
+# --------------------------------------------------------------------------- labelled draws
+
+def apply_params(image, *, rotation: float = 0.0, zoom: float = 1.0, brightness: float = 1.0,
+                 gamma: float = 1.0, crop: float = 0.0, hflip: bool = False, vflip: bool = False) -> np.ndarray:
+    """One image under exactly these parameters (float32 (H, W, 1), 0..255), to label a panel.
+
+    Rotation in degrees about the centre, `zoom` > 1 magnifies, `crop` the fraction removed per
+    side (then resized back), borders filled with black; then brightness x (x/255)^gamma."""
+    import cv2
+
+    x = _hw1(image)[..., 0]
+    h, w = x.shape
+    if crop:
+        dy, dx = int(round(crop * h)), int(round(crop * w))
+        x = cv2.resize(x[dy:h - dy, dx:w - dx], (w, h), interpolation=cv2.INTER_LINEAR)
+    m = cv2.getRotationMatrix2D((w / 2 - 0.5, h / 2 - 0.5), rotation, zoom)
+    x = cv2.warpAffine(x, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    if hflip:
+        x = x[:, ::-1]
+    if vflip:
+        x = x[::-1]
+    x = 255.0 * brightness * (np.clip(x, 0, 255) / 255.0) ** gamma
+    return np.clip(x, 0, 255).astype(np.float32)[..., None]
+
+
+def _label(p: Mapping) -> str:
+    parts = [f"rot {p['rotation']:+.0f}°" if p.get("rotation") else "",
+             f"zoom {p['zoom']:.2f}" if p.get("zoom", 1) != 1 else "",
+             f"bright ×{p['brightness']:.2f}" if p.get("brightness", 1) != 1 else "",
+             f"γ {p['gamma']:.2f}" if p.get("gamma", 1) != 1 else "",
+             f"crop {p['crop']:.0%}" if p.get("crop") else ""]
+    return "\n".join(q for q in parts if q) or "no change"
+
+
+def sample_params(policy, n: int, seed: int = 0) -> list[dict]:
+    """`n` parameter sets drawn uniformly from a policy's (or preset's) ranges, seeded."""
+    p = policy if isinstance(policy, AugmentPolicy) else AugmentPolicy.preset(policy)
+    r = np.random.default_rng(seed)
+    return [dict(rotation=float(r.uniform(-p.rotation, p.rotation)),
+                 zoom=float(r.uniform(1 - p.zoom, 1 + p.zoom)),
+                 brightness=float(r.uniform(*p.brightness)), gamma=float(r.uniform(*p.gamma)),
+                 crop=float(r.uniform(0, p.crop))) for _ in range(n)]
+
+
+def preset_grid(image, presets: Sequence[str] = ("article002", "article004"), n: int = 5,
+                seed: int = 0) -> Figure:
+    """One row per preset: the original, then `n` draws from the preset's ranges, each titled
+    with its parameters, so one sees what a published setting does to a chest film."""
+    fig = Figure(figsize=(FILM * (n + 1), (FILM + 0.55) * len(presets)), dpi=DPI, layout="constrained")
+    axes = np.asarray(fig.subplots(len(presets), n + 1)).reshape(len(presets), n + 1)
+    for r, name in enumerate(presets):
+        _show(axes[r, 0], _hw1(image), "original", ylabel=name)
+        for c, params in enumerate(sample_params(name, n, seed + r), start=1):
+            _show(axes[r, c], apply_params(image, **params), _label(params))
+    return photo(fig)
+
+
+#: Augmentations that produce films no hospital makes, with the reason shown beside each.
+UNSAFE = (
+    ("vertical flip", dict(vflip=True), "never happens: patients are\nnot imaged upside down"),
+    ("rotation 60°", dict(rotation=60), "beyond any real tilt;\nthe policy refuses > 45°"),
+    ("horizontal flip", dict(hflip=True), "heart and gastric bubble on\nthe wrong side (looks like\n"
+     "dextrocardia); L/R marker lies"),
+)
+
+
+def unsafe_grid(image) -> Figure:
+    """The original beside each augmentation of `UNSAFE`, with its reason under the panel."""
+    fig = Figure(figsize=(FILM * 1.25 * (1 + len(UNSAFE)), FILM + 1.1), dpi=DPI, layout="constrained")
+    axes = fig.subplots(1, 1 + len(UNSAFE))
+    _show(axes[0], _hw1(image), "original")
+    axes[0].set_xlabel("heart on the image right\n(the patient's left)", fontsize=9)
+    for ax, (name, params, why) in zip(axes[1:], UNSAFE):
+        _show(ax, apply_params(image, **params), name)
+        ax.set_xlabel(why, fontsize=9)
+    return photo(fig)
+
+
+# --------------------------------------------------------------------------- normalisation
+
+#: Keras' VGG16 `preprocess_input` ("caffe" mode): BGR channel means subtracted, no scaling.
+IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
+NORMALISATIONS = ("/255", "min-max per image", "ImageNet (VGG16)")
+
+
+def normalise(images, how: str) -> np.ndarray:
+    """Images (N, H, W[, 1], 0..255) as a model would get them under one of `NORMALISATIONS`.
+
+    ``/255``: values 0..1, brightness differences kept; ``min-max per image`` (article 003):
+    each image stretched to 0..1, so exposure differences vanish; ``ImageNet (VGG16)`` (article
+    004's pretrained VGG16): the gray film repeated in 3 channels minus the ImageNet means."""
+    x = np.asarray(images, np.float32)
+    if how == "/255":
+        return x / 255.0
+    if how == "min-max per image":
+        flat = x.reshape(len(x), -1)
+        lo, hi = flat.min(1), flat.max(1)
+        shape = (-1,) + (1,) * (x.ndim - 1)
+        return (x - lo.reshape(shape)) / np.maximum(hi - lo, 1e-6).reshape(shape)
+    if how == "ImageNet (VGG16)":
+        g = x if x.ndim == 4 else x[..., None]
+        return np.repeat(g[..., :1], 3, axis=-1) - np.asarray(IMAGENET_BGR_MEAN, np.float32)
+    raise ValueError(f"normalise: unknown normalisation {how!r}; choose from {list(NORMALISATIONS)}")
+
+
+def normalisation_table(images):
+    """Range and mean per normalisation, and how much two exposures differ afterwards."""
+    import pandas as pd
+
+    x = np.asarray(images, np.float32)
+    rows = []
+    for how in NORMALISATIONS:
+        v = normalise(x, how)
+        means = v.reshape(len(v), -1).mean(1)
+        rows.append({"normalisation": how, "min": round(float(v.min()), 2), "max": round(float(v.max()), 2),
+                     "mean": round(float(v.mean()), 2), "spread of image means (sd)": round(float(means.std()), 3)})
+    return pd.DataFrame(rows)

@@ -5,8 +5,9 @@ function of its arguments); `write.py` lays whole datasets out on disk like a re
 (`generate`) and reuses one generated with the same arguments (`ensure`).
 """
 from .render import CLASSES, SUBTYPES, VIEWS, render_image
-from .write import (FINDINGS, GENERATOR_VERSION, LAYOUTS, MANIFEST, METADATA_COLUMNS, SETTINGS, ensure,
+from .write import (FINDINGS, GENERATOR_VERSION, LAYOUTS, MANIFEST, METADATA_COLUMNS, NIH_COLUMNS, POPULATIONS,
+                    SETTINGS, ensure,
                     generate, read_manifest)
 
 __all__ = ["CLASSES", "SUBTYPES", "VIEWS", "render_image", "FINDINGS", "GENERATOR_VERSION", "LAYOUTS",
-           "MANIFEST", "METADATA_COLUMNS", "SETTINGS", "ensure", "generate", "read_manifest"]
+           "MANIFEST", "METADATA_COLUMNS", "NIH_COLUMNS", "POPULATIONS", "SETTINGS", "ensure", "generate", "read_manifest"]

@@ -180,11 +180,12 @@ def _image_view(seed: int, patient: int, image: int) -> str:
     return "PA" if u < 0.7 else ("AP" if u < 0.92 else "AP Supine")
 
 
-def _pose(seed: int, patient: int, image: int, difficulty: float) -> _Pose:
+def _pose(seed: int, patient: int, image: int, difficulty: float, view: str | None = None) -> _Pose:
+    """Shift, tilt, magnification and exposure of one image; `view` None: the image's own draw."""
     r = _rng(seed, patient, image, _T_POSE)
     s = _anatomy_var(difficulty)
     z = r.standard_normal(8)
-    view = _image_view(seed, patient, image)
+    view = view or _image_view(seed, patient, image)
     return _Pose(
         dx=float(0.03 * s * z[0]), dy=float(0.03 * s * z[1]),
         rot=float(math.radians(2.0 * s * z[2])),
@@ -487,14 +488,14 @@ def _lesion(label: str, subtype: str, seed: int, patient: int, image: int, diffi
 # --------------------------------------------------------------------------- the renderer
 
 def _density(seed: int, patient: int, image: int, label: str, subtype: str, difficulty: float,
-             n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             n: int, view: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(attenuation, lesion attenuation, signed lung distance) on an n x n grid.
 
     Everything here is smooth, so `render_image` draws it at half resolution for large images
     and upsamples; fine noise and the marker are added at full resolution.
     """
     an = _anatomy(seed, patient, difficulty)
-    po = _pose(seed, patient, image, difficulty)
+    po = _pose(seed, patient, image, difficulty, view)
     u, v = _grid(n)
     # Anatomical coordinates: undo this image's shift, rotation and magnification.
     c, s = math.cos(po.rot), math.sin(po.rot)
@@ -599,14 +600,17 @@ def _density(seed: int, patient: int, image: int, label: str, subtype: str, diff
 
 def render_image(seed: int, patient: int, image: int, label: str, *, size: int = 256,
                  difficulty: float = 0.5, marker: bool = False,
-                 subtype: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 subtype: str | None = None,
+                 view: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image, lung_mask, lesion_mask) uint8 HxW for one image of one patient.
 
     A pure function of its arguments, so a notebook can re-render the same image with another
     label or with/without the marker (counterfactuals for the shortcut lesson): anatomy, pose,
     exposure and noise depend only on (seed, patient, image), never on label or marker.
     Masks are 0/255; the lesion mask is empty for ``normal``. `subtype` (pneumonia only:
-    ``bacteria`` or ``virus``) defaults to the patient's own draw, as `generate` uses.
+    ``bacteria`` or ``virus``) defaults to the patient's own draw, as `generate` uses; `view`
+    (one of `VIEWS`: AP films are magnified) defaults to the image's own draw, so a writer can
+    give each class the view mix of a real source.
     """
     seed = _check_int("seed", seed, 0)
     patient = _check_int("patient", patient, 0)
@@ -618,13 +622,15 @@ def render_image(seed: int, patient: int, image: int, label: str, *, size: int =
         subtype = _patient_meta(seed, patient)[2]
     elif subtype not in SUBTYPES:
         raise ValueError(f"subtype must be one of {list(SUBTYPES)} or None, got {subtype!r}")
+    if view is not None and view not in VIEWS:
+        raise ValueError(f"view must be one of {list(VIEWS)} or None, got {view!r}")
 
     work = size if size < 128 else (size + 1) // 2
-    d, lab, f_lung = _density(seed, patient, image, label, subtype, difficulty, work)
+    d, lab, f_lung = _density(seed, patient, image, label, subtype, difficulty, work, view)
     if work != size:
         d, lab, f_lung = (_upsample(f, size) for f in (d, lab, f_lung))
     lung_mask = f_lung > 0
-    po = _pose(seed, patient, image, difficulty)
+    po = _pose(seed, patient, image, difficulty, view)
     rn = _rng(seed, patient, image, _T_NOISE, 1)
 
     # Exposure: attenuation -> brightness (film curve, gamma, levels), then quantum noise.

@@ -3,7 +3,10 @@
 `generate` writes a whole dataset in the on-disk layout of a real source (Kaggle
 chest-xray-pneumonia folders, or the ieee8023 covid-chestxray `metadata.csv` + ``images/``) so
 the real readers load it unchanged, with lung and lesion masks and a manifest; `ensure` reuses a
-dataset that was already generated with the same arguments. The Kaggle layout's train/val/test
+dataset that was already generated with the same arguments. With ``realistic=True`` each layout
+holds its real source's population (`POPULATIONS`) and the mess a lesson needs: imbalance, views
+that differ by class, mixed sizes and modes, exact duplicates under other patient ids and an
+official split with a few patients across it. The Kaggle layout's train/val/test
 folders come from `cxrnb.splits.split_by_patient`, the same patient-level split the notebooks
 use. A seed gives byte-identical files.
 """
@@ -21,13 +24,34 @@ import pandas as pd
 from PIL import Image
 
 from ..splits import split_by_patient
-from .render import (_T_CLASSES, _T_META, _T_SHORTCUT, CLASSES, _check_int, _check_label, _check_unit,
+from .render import (_T_CLASSES, _T_META, _T_SHORTCUT, _T_VIEW, CLASSES, _check_int, _check_label, _check_unit,
                      _image_view, _patient_meta, _rng, render_image)
 
-LAYOUTS = ("kaggle", "covid-chestxray")
+LAYOUTS = ("kaggle", "covid-chestxray", "nih")
 
 #: Bumped whenever the files change for the same arguments, so `ensure` regenerates older data.
-GENERATOR_VERSION = 2  # 2: Kaggle folders split by cxrnb.splits
+GENERATOR_VERSION = 3  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split
+
+#: The population of each layout's real source, used when ``realistic=True`` and no classes
+#: are given: patient share per class, share of AP films per class (AP: sicker, bed-bound
+#: patients), age range in years, share of files stored in RGB.
+POPULATIONS = {
+    # Kaggle chest-xray-pneumonia: paediatric (1-5 years), about 3 pneumonia films per normal one
+    "kaggle": dict(class_fractions={"normal": 0.27, "pneumonia": 0.73},
+                   ap_share={"normal": 0.3, "pneumonia": 0.3}, ages=(1, 5), rgb=0.06),
+    # ieee8023 covid-chestxray: adults; COVID-19 films mostly AP, the few normals mostly PA
+    "covid-chestxray": dict(class_fractions={"covid": 0.6, "pneumonia": 0.28, "normal": 0.12},
+                            ap_share={"covid": 0.8, "pneumonia": 0.5, "normal": 0.2}, ages=(18, 92),
+                            rgb=0.15),
+    # NIH ChestX-ray14, effusion vs no finding: about 1 effusion patient in 10
+    "nih": dict(class_fractions={"normal": 0.9, "effusion": 0.1},
+                ap_share={"normal": 0.3, "effusion": 0.6}, ages=(18, 92), rgb=0.0),
+}
+#: Columns of NIH's `Data_Entry_2017.csv`, in the original order.
+NIH_COLUMNS = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
+               "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
+               "OriginalImagePixelSpacing[x", "y]"]
+_T_STORE = 103  # random stream of the stored size/mode of one image (realistic)
 
 #: Columns of the covid-chestxray `metadata.csv` (ieee8023), in the original order.
 METADATA_COLUMNS = [
@@ -67,7 +91,7 @@ def _defaults() -> dict:
     return dict(layout="kaggle", n_patients=120, classes=None, class_fractions=None, size=256,
                 images_per_patient=(1, 4), difficulty=0.5, shortcut=0.0, shortcut_class=None,
                 seed=0, image_format=None, jpeg_quality=90, split_fractions=(0.75, 0.05, 0.20),
-                defects=False)
+                defects=False, realistic=False)
 
 
 def _check_classes(classes, fractions) -> tuple[list[str], dict[str, float] | None]:
@@ -115,6 +139,10 @@ def _settings(**kwargs) -> dict:
     a = {**_defaults(), **kwargs}
     if a["layout"] not in LAYOUTS:
         raise ValueError(f"layout: unknown layout {a['layout']!r}; allowed: {list(LAYOUTS)}")
+    if not isinstance(a["realistic"], bool):
+        raise ValueError(f"realistic must be True or False, got {a['realistic']!r}")
+    if a["realistic"] and a["classes"] is None and a["class_fractions"] is None:
+        a["class_fractions"] = POPULATIONS[a["layout"]]["class_fractions"]
     classes, fractions = _check_classes(a["classes"], a["class_fractions"])
     n_patients = _check_int("n_patients", a["n_patients"], 1)
     size = _check_int("size", a["size"], 32)
@@ -136,7 +164,7 @@ def _settings(**kwargs) -> dict:
     seed = _check_int("seed", a["seed"], 0)
     fmt = a["image_format"]
     if fmt is None:
-        fmt = "jpeg" if a["layout"] == "kaggle" else "png"
+        fmt = "jpeg" if a["layout"] == "kaggle" else "png"  # NIH: PNG, covid-chestxray: mostly PNG
     fmt = str(fmt).lower()
     fmt = {"jpg": "jpeg"}.get(fmt, fmt)
     if fmt not in ("jpeg", "png"):
@@ -155,7 +183,7 @@ def _settings(**kwargs) -> dict:
                          f"to 1 with train > 0, got {a['split_fractions']!r}")
     if not isinstance(a["defects"], bool):
         raise ValueError(f"defects must be True or False, got {a['defects']!r}")
-    return dict(defects=a["defects"], layout=a["layout"], n_patients=n_patients, classes=classes,
+    return dict(defects=a["defects"], realistic=a["realistic"], layout=a["layout"], n_patients=n_patients, classes=classes,
                 class_fractions=fractions, size=size,
                 images_per_patient=[int(ipp[0]), int(ipp[1])], difficulty=difficulty,
                 shortcut=shortcut, shortcut_class=sc, seed=seed, image_format=fmt,
@@ -236,7 +264,7 @@ def _write_settings(out: Path, settings: dict, complete: bool) -> None:
     (out / SETTINGS).write_text(json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
-_STR_COLUMNS = ("path", "label", "patient_id", "kaggle_patient", "view", "source", "sex",
+_STR_COLUMNS = ("path", "label", "patient_id", "kaggle_patient", "kaggle_split", "view", "source", "sex",
                 "subtype", "lung_mask", "lesion_mask", "split")
 
 
@@ -254,13 +282,15 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
              shortcut: float = 0.0, shortcut_class: str | None = None, seed: int = 0,
              image_format: str | None = None, jpeg_quality: int = 90,
              split_fractions: Sequence[float] = (0.75, 0.05, 0.20),
-             defects: bool = False, progress: bool = True) -> pd.DataFrame:
+             defects: bool = False, realistic: bool = False, progress: bool = True) -> pd.DataFrame:
     """Write the dataset under out_dir and return its manifest (also written as out_dir/synthetic.csv).
 
     `layout` picks the on-disk layout of a real source, so its reader loads the data unchanged:
     ``kaggle`` = ``chest_xray/<train|val|test>/<CLASS>/`` with Kaggle file names (split by
     patient with `cxrnb.splits.split_by_patient` and `split_fractions`; a set too small for a val
-    or test split gets none), ``covid-chestxray`` = ieee8023 ``metadata.csv`` + ``images/``.
+    or test split gets none; the folder is the manifest's ``kaggle_split``), ``covid-chestxray`` =
+    ieee8023 ``metadata.csv`` + ``images/``, ``nih`` = ``Data_Entry_2017.csv`` +
+    ``images_001/images/``.
     `classes` (default: all of `CLASSES`, or the keys of `class_fractions`) get a balanced share
     of the patients, or the shares `class_fractions` gives, e.g. ``{"normal": 0.9,
     "effusion": 0.1}`` (each class with a positive share gets a patient when `n_patients` allows).
@@ -268,7 +298,12 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     first non-normal class) carry the burnt-in marker with probability `shortcut`; other classes
     never do. An existing `out_dir` is wiped only if it is empty or a synthetic dataset.
     `defects=True` adds the problems real collections have (see `_write_defects`), so the
-    readers' drop report has something to show on the embedded data too.
+    readers' drop report has something to show on the embedded data too. `realistic=True` gives
+    the layout its real source's population (`POPULATIONS`: classes and imbalance unless
+    given, ages, views by class (none recorded in the Kaggle layout, as in Kaggle), stored sizes
+    and RGB files) plus two exact duplicates under new
+    patient ids and, in the Kaggle layout, a few patients whose last film sits in another
+    official split folder, as in the real collections.
     """
     from tqdm import tqdm
 
@@ -277,12 +312,13 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
                    images_per_patient=images_per_patient, difficulty=difficulty,
                    shortcut=shortcut, shortcut_class=shortcut_class, seed=seed,
                    image_format=image_format, jpeg_quality=jpeg_quality,
-                   split_fractions=split_fractions, defects=defects)
+                   split_fractions=split_fractions, defects=defects, realistic=realistic)
     out = Path(out_dir)
     _prepare_dir(out)
     _write_settings(out, st, complete=False)
     seed, size, d, fmt = st["seed"], st["size"], st["difficulty"], st["image_format"]
-    kaggle = st["layout"] == "kaggle"
+    kaggle, nih = st["layout"] == "kaggle", st["layout"] == "nih"
+    pop = POPULATIONS[st["layout"]] if st["realistic"] else None
     labels = _patient_labels(st["n_patients"], st["classes"], seed, st["class_fractions"])
     splits = _patient_splits(labels, st["split_fractions"], seed) if kaggle else [""] * len(labels)
     lo, hi = st["images_per_patient"]
@@ -290,27 +326,41 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     (out / "masks" / "lesion").mkdir(parents=True)
     made_dirs: set[Path] = set()
     rows, meta = [], []
+    n_cross = 0
     for i in tqdm(range(st["n_patients"]), desc="synthetic patients", disable=not progress):
         p, label = i + 1, labels[i]
         sex, age, sub = _patient_meta(seed, p)
+        if pop is not None:
+            age = int(_rng(seed, p, _T_META, 3).integers(pop["ages"][0], pop["ages"][1] + 1))
         sub = sub if label == "pneumonia" else ""
         r = _rng(seed, p, _T_META, 2)
         n_img = int(r.integers(lo, hi + 1))
         start = np.datetime64("2020-01-01") + int(r.integers(0, 700))
         gaps = np.cumsum(np.concatenate([[0], r.integers(1, 15, max(0, n_img - 1))]))
+        # Kaggle's official split keeps a few patients in two folders: the last film moves to test
+        cross = (pop is not None and kaggle and splits[i] == "train" and n_img > 1 and n_cross < 3
+                 and _rng(seed, p, _T_STORE, 2).random() < 0.15)
+        n_cross += cross
         for k in range(n_img):
             marked = (label == st["shortcut_class"]
                       and _rng(seed, p, k, _T_SHORTCUT).random() < st["shortcut"])
+            view = _image_view(seed, p, k) if pop is None else _real_view(seed, p, k, pop["ap_share"][label], nih)
             img, lung, les = render_image(seed, p, k, label, size=size, difficulty=d,
-                                          marker=marked, subtype=sub or None)
+                                          marker=marked, subtype=sub or None, view=view)
+            mode = "L"
+            if pop is not None:
+                img, lung, les, mode = _stored(img, lung, les, _rng(seed, p, k, _T_STORE), pop, nih)
             ext = ".jpeg" if fmt == "jpeg" else ".png"
+            split = "test" if cross and k == n_img - 1 else splits[i]
             if kaggle:
                 if label == "normal":
                     name, kp = f"IM-{p:04d}-{k + 1:04d}{ext}", f"IM-{p:04d}"
                 else:
                     tag = sub if label == "pneumonia" else label
                     name, kp = f"person{p}_{tag}_{k}{ext}", f"person{p}"
-                folder = Path("chest_xray") / splits[i] / label.upper()
+                folder = Path("chest_xray") / split / label.upper()
+            elif nih:
+                name, kp, folder = f"{p:08d}_{k:03d}.png", None, Path("images_001/images")
             else:
                 ext = ".jpg" if fmt == "jpeg" else ".png"
                 name, kp, folder = f"synth-{p:04d}-{k}{ext}", None, Path("images")
@@ -318,68 +368,152 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
             if folder not in made_dirs:
                 (out / folder).mkdir(parents=True, exist_ok=True)
                 made_dirs.add(folder)
-            if fmt == "jpeg":
-                Image.fromarray(img).save(out / rel, format="JPEG", quality=st["jpeg_quality"])
+            pil = Image.fromarray(img).convert(mode)
+            if fmt == "jpeg" and not nih:
+                pil.save(out / rel, format="JPEG", quality=st["jpeg_quality"])
             else:
-                _write_png(img, out / rel)
+                pil.save(out / rel, format="PNG", compress_level=1)
             lung_rel = f"masks/lung/{_mask_name(rel)}"
             les_rel = f"masks/lesion/{_mask_name(rel)}"
             _write_png(lung, out / lung_rel)
             _write_png(les, out / les_rel)
-            view = _image_view(seed, p, k)
             row = {"path": rel, "label": label, "patient_id": f"p{p:04d}"}
             if kaggle:
                 row["kaggle_patient"] = kp
-            row.update(view=view, source="synthetic", sex=sex, age=age, subtype=sub,
+                if pop is not None:  # the official split a lesson compares with
+                    row["kaggle_split"] = split
+            # the real Kaggle collection records no view
+            row.update(view=None if pop is not None and kaggle else view, source="synthetic", sex=sex, age=age, subtype=sub,
                        lung_mask=lung_rel, lesion_mask=les_rel, marker=bool(marked),
-                       split=splits[i], image_index=k, seed=seed, difficulty=d)
+                       split=split, image_index=k, seed=seed, difficulty=d)
             rows.append(row)
-            if not kaggle:
+            if nih:
+                meta.append(_nih_row(p, k, label, sex, age, view, name, img.shape, r))
+            elif not kaggle:
                 meta.append(_metadata_row(p, k, label, sub, sex, age, view, name,
                                           int(gaps[k]), str(start + int(gaps[k])), r))
+    if pop is not None and not nih:
+        _write_duplicates(out, rows, meta, kaggle, seed)
     if st["defects"]:
-        _write_defects(out, rows, meta, kaggle, st)
+        _write_defects(out, rows, meta, st)
     manifest = pd.DataFrame(rows)  # never empty: n_patients >= 1, images_per_patient >= 1
-    if not kaggle:
+    if nih:
+        pd.DataFrame(meta, columns=NIH_COLUMNS).to_csv(out / "Data_Entry_2017.csv", index=False)
+    elif not kaggle:
         pd.DataFrame(meta, columns=METADATA_COLUMNS).to_csv(out / "metadata.csv", index=False)
     manifest.to_csv(out / MANIFEST, index=False)
     _write_settings(out, st, complete=True)
     return read_manifest(out)
 
 
-def _write_defects(out: Path, rows: list[dict], meta: list[dict], kaggle: bool, st: dict) -> None:
+def _real_view(seed: int, p: int, k: int, ap_share: float, nih: bool) -> str:
+    """The view of one image when a class's share of AP films is `ap_share` (a quarter of them
+    supine; NIH records only PA and AP)."""
+    u = _rng(seed, p, k, _T_VIEW).random()
+    if u >= ap_share:
+        return "PA"
+    return "AP Supine" if u < ap_share / 4 and not nih else "AP"
+
+
+def _stored(img: np.ndarray, lung: np.ndarray, les: np.ndarray, r: np.random.Generator, pop: dict,
+            nih: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, str]:
+    """Image and masks at a stored size of their own (NIH: square, as released) and the file mode.
+
+    Real collections mix landscape and portrait films of many sizes, and some files are RGB."""
+    n = img.shape[0]
+    w = n if nih else int(round(n * r.uniform(0.85, 1.5)))
+    h = n if nih else int(round(n * r.uniform(0.8, 1.15)))
+    mode = "RGB" if r.random() < pop["rgb"] else "L"
+    if (w, h) == (n, n):
+        return img, lung, les, mode
+    resize = lambda a, how: np.asarray(Image.fromarray(a).resize((w, h), how))  # noqa: E731
+    return (resize(img, Image.Resampling.BILINEAR), resize(lung, Image.Resampling.NEAREST),
+            resize(les, Image.Resampling.NEAREST), mode)
+
+
+def _write_duplicates(out: Path, rows: list[dict], meta: list[dict], kaggle: bool, seed: int) -> None:
+    """Copy two films byte for byte under new patients 9101, 9102 (in place), as real collections
+    hold the same film under two ids; in the Kaggle layout the copy sits in another split folder."""
+    firsts = [j for j, row in enumerate(rows) if row["image_index"] == 0]
+    picks = _rng(seed, _T_STORE, 1).choice(firsts, size=min(2, len(firsts)), replace=False)
+    for n, j in enumerate(sorted(int(x) for x in picks)):
+        src, p = rows[j], 9101 + n
+        ext = Path(src["path"]).suffix
+        if kaggle:
+            split = "test" if src["kaggle_split"] == "train" else "train"
+            name = (f"IM-{p:04d}-0001{ext}" if src["label"] == "normal"
+                    else f"person{p}_{src['subtype'] or src['label']}_0{ext}")
+            folder = Path("chest_xray") / split / src["label"].upper()
+        else:
+            split, name, folder = "", f"synth-{p:04d}-0{ext}", Path("images")
+        rel = (folder / name).as_posix()
+        (out / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(out / src["path"], out / rel)
+        row = {**src, "path": rel, "patient_id": f"p{p:04d}", "split": split}
+        for col in ("lung_mask", "lesion_mask"):
+            row[col] = f"masks/{col.split('_')[0]}/{_mask_name(rel)}"
+            shutil.copyfile(out / src[col], out / row[col])
+        if kaggle:
+            row.update(kaggle_patient=name.split("_")[0] if "_" in name else f"IM-{p:04d}", kaggle_split=split)
+        else:
+            meta.append({**meta[j], "patientid": str(p), "filename": name})
+        rows.append(row)
+
+
+def _nih_row(p: int, k: int, label: str, sex: str, age: int, view: str, name: str, shape: tuple,
+             r: np.random.Generator) -> dict:
+    """One `Data_Entry_2017.csv` row; an effusion often comes with another finding, as in NIH."""
+    finding = "No Finding"
+    if label != "normal":
+        finding = str(r.choice(["Effusion", "Effusion", "Atelectasis|Effusion", "Cardiomegaly|Effusion"]))
+    return {"Image Index": name, "Finding Labels": finding, "Follow-up #": k, "Patient ID": p,
+            "Patient Age": age, "Patient Gender": sex, "View Position": view,
+            "OriginalImage[Width": shape[1], "Height]": shape[0],
+            "OriginalImagePixelSpacing[x": 0.143, "y]": 0.143}
+
+
+def _write_defects(out: Path, rows: list[dict], meta: list[dict], st: dict) -> None:
     """Add the defects of real collections, each listed like a normal image (in place).
 
     An empty file, a truncated JPEG, a text file with an image extension, a file listed but
     missing, a file listed twice under two patient ids, and (covid-chestxray layout) a lateral
     view and a CT row. Patients 9001.. never collide with the generated ones.
     """
-    seed, size = st["seed"], st["size"]
-    folder = Path("chest_xray/train/NORMAL") if kaggle else Path("images")
+    seed, size, layout = st["seed"], st["size"], st["layout"]
+    kaggle, nih = layout == "kaggle", layout == "nih"
+    folder = Path({"kaggle": "chest_xray/train/NORMAL", "nih": "images_001/images"}.get(layout, "images"))
     (out / folder).mkdir(parents=True, exist_ok=True)
-    ext = ".jpeg" if kaggle else ".jpg"
+    ext = ".jpeg" if kaggle else ".png" if nih else ".jpg"
     img, _, _ = render_image(seed, 9002, 0, "normal", size=size, difficulty=st["difficulty"])
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=st["jpeg_quality"])
     files = {9001: b"", 9002: buf.getvalue()[: len(buf.getvalue()) // 3],
              9003: b"<html>404 Not Found</html>\n", 9004: None}
     for p, content in files.items():
-        name = f"IM-{p:04d}-0001{ext}" if kaggle else f"synth-{p:04d}-0{ext}"
+        name = (f"IM-{p:04d}-0001{ext}" if kaggle else f"{p:08d}_000{ext}" if nih
+                else f"synth-{p:04d}-0{ext}")
         rel = (folder / name).as_posix()
         if content is not None:
             (out / rel).write_bytes(content)
         rows.append({"path": rel, "label": "normal", "patient_id": f"p{p:04d}",
                      **({"kaggle_patient": f"IM-{p:04d}"} if kaggle else {}),
+                     **({"kaggle_split": "train"} if kaggle and st["realistic"] else {}),
                      "view": "PA", "source": "synthetic", "sex": "F", "age": 50, "subtype": "",
                      "lung_mask": None, "lesion_mask": None, "marker": False,
                      "split": "train" if kaggle else "", "image_index": 0, "seed": seed,
                      "difficulty": st["difficulty"]})
-        if not kaggle:
+        if nih:
+            meta.append({**dict.fromkeys(NIH_COLUMNS, ""), "Image Index": name, "Finding Labels": "No Finding",
+                         "Follow-up #": 0, "Patient ID": p, "Patient Age": 50, "Patient Gender": "F",
+                         "View Position": "PA"})
+        elif not kaggle:
             meta.append({**dict.fromkeys(METADATA_COLUMNS, ""), "patientid": str(p), "finding": "No Finding",
                          "view": "PA", "modality": "X-ray", "folder": "images", "filename": name})
     # the first image listed again under another patient id (covid-chestxray has such rows)
     rows.append({**rows[0], "patient_id": "p9005"})
-    if not kaggle:
+    if nih:
+        meta.append({**meta[0], "Patient ID": 9005})
+    elif not kaggle:
         first = meta[0]
         meta.append({**first, "patientid": "9005"})
         meta.append({**first, "patientid": "9006", "view": "L", "filename": "synth-9006-0.png"})
