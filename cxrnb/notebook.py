@@ -254,3 +254,26 @@ def load_split(dataset: str, data_dir: str | Path, output_dir: str | Path, *, ta
           + ", ".join(f"{s} {counts.get(s, 0)}" for s in ("train", "val", "test"))
           + "; classes " + ", ".join(sorted(pd.unique(split["label"]))))
     return split
+
+
+def ensure_run(run_dir: str | Path, dataset: str, data_dir: str | Path, output_dir: str | Path, *,
+               task: dict | None = None, seed: int = 0, preset: str = "default", image_size: int = 128,
+               epochs: int = 20, **synthetic) -> dict:
+    """Notebook 03's finished run folder, loaded (`cxrnb.train.load_run`); trained first when absent.
+
+    Later notebooks explain notebook 03's model. Run alone (no run folder, or an unfinished
+    one), they train the same recipe on the same split here, so they still work top to bottom.
+    Prints one line either way.
+    """
+    from .train import INCOMPLETE, TrainConfig, load_run, train
+
+    run_dir = where(run_dir)
+    if not (run_dir / "metrics.json").is_file() or (run_dir / INCOMPLETE).exists():
+        split = load_split(dataset, data_dir, output_dir, task=task, seed=seed, **synthetic)
+        config = TrainConfig.preset(preset, image_size=image_size, epochs=epochs, seed=seed)
+        train(config, split, run_dir, overwrite=True, cache=where(output_dir) / "cache")
+    run = load_run(run_dir)
+    cfg = run["config"]
+    print(f"run {run_dir.name}: {cfg.name} ({cfg.model}, {cfg.image_size} px), classes {run['classes']}, "
+          f"best epoch {run['metrics']['best_epoch']} of {run['metrics']['epochs_run']}")
+    return run

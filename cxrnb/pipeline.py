@@ -377,3 +377,25 @@ def make_datasets(
     names += sorted(set(index[split_column].astype(str)) - set(names))
     return {name: make_dataset(index[index[split_column] == name], classes, training=(name == "train"), **kwargs)
             for name in names}
+
+
+def load_masks(index: pd.DataFrame, image_size: int | tuple[int, int]
+               ) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Lung and lesion masks of the rows, uint8 (N, H, W) in {0, 255} at the model's size, or
+    (None, None) when the source has none (only the synthetic set ships masks).
+
+    Masks are resized with nearest-neighbour sampling: a mask is a set of pixels, not an image.
+    """
+    if not {"lung_mask", "lesion_mask"} <= set(index.columns) or index["lung_mask"].isna().any():
+        return None, None
+    from PIL import Image
+
+    h, w = _target(image_size)
+
+    def read(rel: str, root: str) -> np.ndarray:
+        with Image.open(Path(root) / rel) as im:
+            return (np.asarray(im.convert("L").resize((w, h), Image.Resampling.NEAREST)) > 127).astype(np.uint8) * 255
+
+    roots = index["root"].astype(str)
+    return tuple(np.stack([read(m, r) for m, r in zip(index[col].astype(str), roots)]) if len(index)
+                 else np.zeros((0, h, w), np.uint8) for col in ("lung_mask", "lesion_mask"))

@@ -345,6 +345,7 @@ def prediction_grid(images, y_true, proba, classes, *, n: int = 16, cols: int = 
             for sp in ax.spines.values():
                 sp.set_color("red")
                 sp.set_linewidth(2)
+    return fig
 
 
 # =============================================================================================
