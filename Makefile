@@ -37,6 +37,8 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/augment.py
+	$(BIN)/python benchmarks/evaluate.py
+	$(BIN)/python benchmarks/train.py
 
 # A wheel for instructors who host cxrnb themselves (Colab: set CXRNB_INSTALL to its URL).
 wheel: $(STAMP)
