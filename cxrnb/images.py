@@ -15,12 +15,15 @@ cache miss or hit (`cxrnb.pipeline`), at any size. `read_base` is the only decod
    file's own size and the base side alone: the largest reduction that keeps both sides at
    least `side` pixels. Other formats are decoded in full.
 2. Any mode becomes 8-bit gray (`to_gray`); EXIF orientation is applied.
-3. If the shorter side is longer than `side`, the image is shrunk (box filter, aspect kept) so
-   that its shorter side is exactly `side`: the "base image".
+3. If the shorter side is still at least twice `side` (a large PNG, a JPEG beyond 1/8), it is
+   reduced by the integer factor k = shorter // side (each output pixel the mean of a k x k
+   block). The result, with its shorter side between `side` and 2 x `side`, is the "base image".
+   No resampling happens here beyond these cheap exact reductions: validation, which decodes
+   every file, pays for decoding and little else.
 
 `base_side(S)` is `BASE_SIDE` for every size up to `BASE_SIDE` (the larger side of S
 decides), so one base per file serves all usual model sizes: a cache filled by validation
-(`cxrnb index --cache`) is reused at 224, 256, 299 or 384 without decoding again. A larger
+(`cxrnb index --cache`) is reused at 224, 256, 299 or 320 without decoding again. A larger
 model size has its own base (decoded once, then cached beside the first).
 
 PIL's decompression-bomb guard (`PIL.Image.MAX_IMAGE_PIXELS`) is left as it is; `MAX_PIXELS`
@@ -32,6 +35,7 @@ import hashlib
 import os
 import re
 import threading
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -46,9 +50,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 MAX_PIXELS = 50_000_000
 #: Images smaller than this on either side are refused: no usable anatomy.
 MIN_SIDE = 32
-#: Shorter side of the base image every model size up to this one is resized from (twice the
-#: common 224 input, so a 224 model still averages over every source pixel of the base).
-BASE_SIDE = 448
+#: Least shorter side of the base image that every model size up to this one is resized from
+#: (the usual ImageNet input sizes 224-320 share one base; a base stays a few hundred KB).
+BASE_SIDE = 320
 
 Size = int | tuple[int, int]
 T = TypeVar("T")
@@ -131,14 +135,25 @@ def to_gray(img: Image.Image) -> Image.Image:
 
 
 def resize_gray(arr: np.ndarray, size: Size) -> np.ndarray:
-    """Resize a uint8 gray array to `size` (int or (height, width)): box filter when shrinking,
-    bilinear otherwise. The only resize behind training pixels (see module doc)."""
+    """Resize a uint8 gray array to `size` (int or (height, width)); the only resize behind
+    training pixels (see module doc).
+
+    Shrinking takes the means of whole k x k blocks first (k the smaller whole factor, when at
+    least 2), then a box filter to the exact size: nearly one box filter's result at a fraction
+    of its cost. Enlarging (an image smaller than the model's input) is bilinear.
+    """
     hw = _hw(size)
     if arr.shape == hw:
         return arr
-    shrink = arr.shape[0] >= hw[0] and arr.shape[1] >= hw[1]
-    resample = Image.Resampling.BOX if shrink else Image.Resampling.BILINEAR
-    return np.asarray(Image.fromarray(arr).resize((hw[1], hw[0]), resample))
+    img = Image.fromarray(arr)
+    if arr.shape[0] >= hw[0] and arr.shape[1] >= hw[1]:
+        k = min(arr.shape[0] // hw[0], arr.shape[1] // hw[1])
+        if k >= 2:
+            img = img.reduce(k)
+        resample = Image.Resampling.BOX
+    else:
+        resample = Image.Resampling.BILINEAR
+    return np.asarray(img.resize((hw[1], hw[0]), resample))
 
 
 def _bomb_detail(e: Exception, max_pixels: int) -> str:
@@ -182,11 +197,9 @@ def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) 
         raise ImageError(path, "unreadable file", f"PermissionError: {e.strerror or e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, "corrupt image", f"{type(e).__name__}: {e}") from None
-    gw, gh = gray.size
-    if side is not None and min(gw, gh) > side:
-        k = side / min(gw, gh)
-        new = (side, round(gh * k)) if gw <= gh else (round(gw * k), side)
-        gray = gray.resize(new, Image.Resampling.BOX)
+    k = 1 if side is None else min(gray.size) // side
+    if k >= 2:
+        gray = gray.reduce(k)
     return np.asarray(gray, dtype=np.uint8), info
 
 
@@ -197,7 +210,8 @@ def read_base(
     max_pixels: int = MAX_PIXELS,
     min_side: int = MIN_SIDE,
 ) -> tuple[np.ndarray, ImageInfo]:
-    """The base image of `path` (uint8, shorter side `side`, default `BASE_SIDE`) and its facts.
+    """The base image of `path` (uint8; shorter side from `side`, default `BASE_SIDE`, to twice
+    that, or the whole image when it is smaller) and its facts.
 
     Every training pixel is derived from this by `resize_gray` (see module doc). Raises
     `ImageError` with a report-friendly `reason` for every kind of bad file.
@@ -222,19 +236,24 @@ def read_gray(
     return resize_gray(base, size), info
 
 
+def default_workers() -> int:
+    """Threads of `map_threads`: the cores this process may use, plus one (at most 8)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return min(8, cores + 1)
+
+
 def map_threads(fn: Callable[[T], R], items: Sequence[T] | Iterable[T], *, desc: str, progress: bool = True,
                 workers: int | None = None, leave: bool = True) -> list[R]:
     """`[fn(x) for x in items]` in a thread pool, in order, with a progress bar.
 
     PIL releases the GIL while it decodes and resizes, so the threads keep every core busy.
     The first exception is raised at once and the items not yet started are cancelled.
-    `workers` defaults to the cores this process may use, plus one.
+    `workers` defaults to `default_workers()`.
     """
     from tqdm import tqdm
 
     items = list(items)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    pool = ThreadPoolExecutor(workers or min(8, cores + 1))
+    pool = ThreadPoolExecutor(workers or default_workers())
     try:
         return list(tqdm(pool.map(fn, items), total=len(items), desc=desc, unit="img",
                          disable=not progress, leave=leave))
@@ -243,47 +262,110 @@ def map_threads(fn: Callable[[T], R], items: Sequence[T] | Iterable[T], *, desc:
 
 
 class ImageCache:
-    """On-disk cache of base images (see module doc), one `.npy` file per file and base side.
+    """On-disk cache of base images (see module doc): a folder of append-only pack files.
 
-    Entries are keyed by the file's resolved path, byte size and mtime, so an edited or
-    replaced file is a miss, never stale pixels. `size` is the default size `get` and `read`
-    return (None: the base image itself); any size can be asked for, derived from the stored
-    base without decoding when `base_side(size)` matches one already stored.
+    Each writer (one `ImageCache` object) appends raw base images to its own ``<id>.pack`` and
+    one line per image (key, height, width, offset) to ``<id>.idx``, the data before its line;
+    readers load every ``.idx`` of the folder and read an image with one `os.pread`. So a
+    validation pass writes two files, not one per image, and a first epoch opens none per image.
+    Several processes may share the folder. Keys are the file's absolute path (hashed), inode,
+    byte size and mtime and the base side, so an edited or replaced file is a miss, never stale pixels (its
+    old entry stays until the folder is deleted).
+
+    `size` is the default size `get` and `read` return (None: the base image itself); any size
+    can be asked for, derived from a stored base without decoding when `base_side(size)` is
+    the side of one already stored.
     """
 
-    _VERSION = "base-v1"
+    _VERSION = "base-v2"
 
     def __init__(self, directory: str | Path, size: Size | None = None):
         self.directory = Path(directory)
         self.size = None if size is None else _hw(size)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._entries: dict[str, tuple[str, int, int, int]] = {}  # key -> (pack, h, w, offset)
+        self._read_upto: dict[str, int] = {}  # .idx file name -> bytes already loaded
+        self._lock = threading.Lock()
+        self._writer: str | None = None  # this object's pack/idx name, made on the first put
+        self._written = 0
 
-    def _file(self, path: str | Path, side: int) -> Path:
-        p = Path(path).resolve()
-        st = p.stat()
-        key = f"{p}|{st.st_size}|{st.st_mtime_ns}|{side}|{self._VERSION}"
-        h = hashlib.sha1(key.encode()).hexdigest()
-        return self.directory / h[:2] / f"{h}.npy"
+    def _key(self, path: str | Path, side: int) -> str:
+        st = os.stat(path)
+        name = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:16]
+        return f"{name}-{st.st_ino:x}-{st.st_size:x}-{st.st_mtime_ns:x}-{side}-{self._VERSION}"
 
-    def _side(self, size: Size | None) -> tuple[Size | None, int]:
-        size = self.size if size is None else size
-        return size, (BASE_SIDE if size is None else base_side(size))
+    def _scan(self) -> None:
+        """Load the lines other writers (and processes) appended since the last scan."""
+        for e in os.scandir(self.directory):
+            if not e.name.endswith(".idx") or e.stat().st_size <= self._read_upto.get(e.name, 0):
+                continue
+            with open(e.path, "rb") as f:
+                f.seek(self._read_upto.get(e.name, 0))
+                data = f.read()
+            done = data.rfind(b"\n") + 1  # a line still being written is read next time
+            self._read_upto[e.name] = self._read_upto.get(e.name, 0) + done
+            pack = e.name[:-4] + ".pack"
+            try:
+                end = os.stat(self.directory / pack).st_size
+            except OSError:
+                continue
+            for line in data[:done].decode().splitlines():
+                key, h, w, off = line.split()
+                if int(off) + int(h) * int(w) <= end:  # a pack cut short (a crash) loses its tail only
+                    self._entries[key] = (pack, int(h), int(w), int(off))
 
     def get_base(self, path: str | Path, side: int | None = None) -> np.ndarray | None:
         """The stored base image of `path` (default side `BASE_SIDE`), or None when absent or stale."""
         try:
-            return np.load(self._file(path, BASE_SIDE if side is None else side))
-        except (OSError, ValueError):
+            key = self._key(path, BASE_SIDE if side is None else side)
+        except OSError:
             return None
+        entry = self._entries.get(key)
+        if entry is None:
+            with self._lock:
+                self._scan()
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+        pack, h, w, off = entry
+        try:
+            fd = os.open(self.directory / pack, os.O_RDONLY)
+            try:
+                data = os.pread(fd, h * w, off)
+            finally:
+                os.close(fd)
+        except OSError:
+            return None
+        if len(data) != h * w:
+            self._entries.pop(key, None)
+            return None
+        return np.frombuffer(data, np.uint8).reshape(h, w)
 
     def put_base(self, path: str | Path, base: np.ndarray, side: int | None = None) -> None:
-        """Store `base`, the result of ``read_base(path, side)``; atomic, so parallel readers
-        never see half a file."""
-        f = self._file(path, BASE_SIDE if side is None else side)
-        f.parent.mkdir(exist_ok=True)
-        tmp = f.with_name(f"{f.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
-        np.save(tmp, np.ascontiguousarray(base, dtype=np.uint8))
-        tmp.replace(f)
+        """Store `base`, the result of ``read_base(path, side)``, unless it is stored already."""
+        key = self._key(path, BASE_SIDE if side is None else side)
+        data = np.ascontiguousarray(base, dtype=np.uint8)
+        with self._lock:
+            if key not in self._entries:
+                self._scan()
+            if key in self._entries:
+                return
+            if self._writer is None:
+                self._writer = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+            pack = self._writer + ".pack"
+            off = self._written
+            fd = os.open(self.directory / pack, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                view = memoryview(data).cast("B")
+                done = 0
+                while done < len(view):
+                    done += os.pwrite(fd, view[done:], off + done)
+            finally:
+                os.close(fd)
+            self._written += data.nbytes
+            with open(self.directory / (self._writer + ".idx"), "a") as f:
+                f.write(f"{key} {data.shape[0]} {data.shape[1]} {off}\n")
+            self._entries[key] = (pack, data.shape[0], data.shape[1], off)
 
     def get(self, path: str | Path, size: Size | None = None) -> np.ndarray | None:
         """Pixels of `path` at `size` (default: this cache's) from the stored base, or None on a miss."""
@@ -299,3 +381,7 @@ class ImageCache:
             base, _ = read_base(path, side)
             self.put_base(path, base, side)
         return base if size is None else resize_gray(base, size)
+
+    def _side(self, size: Size | None) -> tuple[Size | None, int]:
+        size = self.size if size is None else size
+        return size, (BASE_SIDE if size is None else base_side(size))

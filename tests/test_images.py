@@ -78,11 +78,15 @@ def test_validation_cache_pipeline_miss_and_no_cache_give_identical_pixels(tmp_p
         np.testing.assert_array_equal(read_gray(tmp_path / "films" / p, size)[0], plain[i], err_msg=p)
 
 
-def test_base_image_keeps_aspect_with_its_shorter_side_at_the_base_side(tmp_path, small_base):
+def test_base_image_is_a_draft_decode_reduced_by_whole_factors(tmp_path, small_base):
     root = tmp_path / "films"
     films(root)
-    assert read_base(root / "gray.jpg")[0].shape == (64, 80)
-    assert read_base(root / "rotated.jpg")[0].shape == (106, 64)  # EXIF rotation applied
+    assert read_base(root / "gray.jpg")[0].shape == (120, 150)  # JPEG at 1/2: shorter side in [64, 128)
+    assert read_base(root / "rotated.jpg")[0].shape == (165, 100)  # EXIF rotation applied
+    deep, info = read_base(root / "deep.png")  # 200 x 180 PNG: 2 x 2 block means
+    assert deep.shape == (90, 100) and info.bit_depth == 16
+    full = read_gray(root / "deep.png")[0].astype(float)
+    np.testing.assert_allclose(deep, full.reshape(90, 2, 100, 2).mean(axis=(1, 3)), atol=0.5)
     base, info = read_base(root / "small.png")
     np.testing.assert_array_equal(base, noisy(50, 60, 6))  # never enlarged
     assert (info.width, info.height) == (60, 50)
@@ -191,3 +195,35 @@ def test_map_threads_keeps_order_and_stops_at_the_first_error():
     with pytest.raises(ImageError, match="a.png: corrupt image: boom"):
         map_threads(fail_first, range(200), desc="t", progress=False, workers=1)
     assert len(started) < 200
+
+
+# --------------------------------------------------------------------------- the cache folder
+
+def test_cache_folder_is_two_files_per_writer_shared_and_not_grown_by_revalidation(tmp_path, small_base):
+    index = films(tmp_path / "films")
+    validate_images(index, cache=ImageCache(tmp_path / "cache"), progress=False)
+    files = sorted(p.suffix for p in (tmp_path / "cache").iterdir())
+    assert files == [".idx", ".pack"]
+    size = sum(p.stat().st_size for p in (tmp_path / "cache").iterdir())
+    validate_images(index, cache=ImageCache(tmp_path / "cache"), progress=False)  # a second process
+    assert sum(p.stat().st_size for p in (tmp_path / "cache").iterdir()) == size
+    reader = ImageCache(tmp_path / "cache", 48)
+    for p in index["path"]:
+        np.testing.assert_array_equal(reader.get(tmp_path / "films" / p), read_gray(tmp_path / "films" / p, 48)[0])
+
+
+def test_a_torn_cache_write_is_a_miss_not_garbage(tmp_path, small_base):
+    index = films(tmp_path / "films")
+    validate_images(index, cache=ImageCache(tmp_path / "cache"), progress=False)
+    idx = next((tmp_path / "cache").glob("*.idx"))
+    lines = idx.read_text().splitlines()
+    pack = idx.with_suffix(".pack")
+    off = max(int(line.split()[3]) for line in lines)
+    pack.write_bytes(pack.read_bytes()[: off + 10])  # the image written last cut short
+    idx.write_text("\n".join(lines) + "\nhalf-written-line 3")  # a line without its newline
+    cache = ImageCache(tmp_path / "cache", 48)
+    paths = [tmp_path / "films" / p for p in index["path"]]
+    torn = [p for p in paths if cache.get(p) is None]
+    assert len(torn) == 1
+    np.testing.assert_array_equal(cache.read(torn[0]), read_gray(torn[0], 48)[0])  # decoded again
+    assert all(cache.get(p) is not None for p in paths)
