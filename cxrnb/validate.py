@@ -56,11 +56,13 @@ def _check_one(path: Path, cache: ImageCache | None, max_pixels: int) -> dict:
         return {"reason": e.reason, "detail": e.detail}
     if cache is not None:
         cache.put_base(path, base)
+    digest = hashlib.sha1(base)  # the base's bytes, then its shape: no copy of the pixels
+    digest.update(bytes(str(base.shape), "ascii"))
     suffix = path.suffix.lower().lstrip(".")
     ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}.get(suffix) in (None, info.format)
     return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
             "bit_depth": info.bit_depth, "extension_matches": ext_ok,
-            "pixel_hash": hashlib.sha1(base.tobytes() + bytes(str(base.shape), "ascii")).hexdigest()[:16]}
+            "pixel_hash": digest.hexdigest()[:16]}
 
 
 def validate_images(
