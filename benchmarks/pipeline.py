@@ -349,6 +349,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(json.dumps(measure(args)))
         return {}
 
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
     root = args.data or HERE / "data" / f"pipeline-kaggle-{args.n}x{args.src_size}"
     train, generator = make_data(root, args.n, args.src_size)
     folder = bench_folder(train, args.n)
@@ -383,6 +384,7 @@ def main(argv: list[str] | None = None) -> dict:
                    "generator": generator, "folder": str(folder)},
         "environment": {"python": platform.python_version(), "machine": platform.machine(),
                         "cpus_allowed": len(allowed) or os.cpu_count(),
+                        "load_average_at_start": load_start,
                         "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None},
         "results": results,
         "markdown": lines,
