@@ -17,7 +17,8 @@ cache miss or hit (`cxrnb.pipeline`), at any size. `read_base` is the only decod
 2. Any mode becomes 8-bit gray (`to_gray`); EXIF orientation is applied.
 3. If the shorter side is still at least twice `side` (a large PNG, a JPEG beyond 1/8), it is
    reduced by the integer factor k = shorter // side (each output pixel the mean of a k x k
-   block). The result, with its shorter side between `side` and 2 x `side`, is the "base image".
+   block). The result, with its shorter side between `side` and 2 x `side` (or the whole image,
+   when it is smaller than that), is the "base image".
    No resampling happens here beyond these cheap exact reductions: validation, which decodes
    every file, pays for decoding and little else.
 
@@ -27,7 +28,9 @@ decides), so one base per file serves all usual model sizes: a cache filled by v
 model size has its own base (decoded once, then cached beside the first).
 
 PIL's decompression-bomb guard (`PIL.Image.MAX_IMAGE_PIXELS`) is left as it is; `MAX_PIXELS`
-is a stricter limit checked from the file header before any pixel is decoded.
+is a stricter limit checked from the file header before any pixel is decoded. A file so large
+that PIL refuses it at open is reported the same way ("decompression bomb"); PIL warns about
+one between its limit and twice that, which is then refused here.
 """
 from __future__ import annotations
 
