@@ -3,24 +3,22 @@
     index --load_images--> uint8 (N, H, W) --> shuffle (seeded, per epoch) --> batch
           --> augment (training only, in-graph, per batch) --> /255 --> channels --> prefetch
 
-Decoding goes through `cxrnb.images.read_gray`, the decoder validation uses, so 16-bit PNGs,
-CMYK/RGBA/palette images, lying extensions and JPEG reduced-size ("draft") decoding come out
-exactly as validation saw them.
+Pixels come from `cxrnb.images`: at a model size S every path (no cache, a cache filled by
+validation, a cache miss) gives the same array, `resize_gray(read_base(file, base_side(S)), S)`,
+so 16-bit PNGs, CMYK/RGBA/palette images, lying extensions and JPEG reduced-size ("draft")
+decoding come out exactly as validation saw them.
 
 Why decode up front (`load_images`, a thread pool) instead of `map(numpy_function)` + `.cache()`:
 
-* Speed is a tie (measured by `benchmarks/pipeline.py`, 600 synthetic 1000x1000 JPEGs, 2 cores:
-  ~360 vs ~355 images/s for the first epoch, ~2,000 vs ~2,300 for later ones with the same
-  parallel Keras-executor augmentation; the default OpenCV executor reaches ~7,000-8,000). A
-  first epoch is decoding (~3.6 ms per noisy 1000x1000 JPEG, ~1.5 ms for a smoother one); PIL
-  releases the GIL while it decodes, so a thread pool keeps every core busy just as a parallel
-  `numpy_function` map does. Later epochs decode nothing: each batch is
-  one `tf.gather` of shuffled indices from a uint8 tensor (~20,000 images/s without
-  augmentation), so their rate is the augmenter's.
+* Speed is about the same for the first epoch (`benchmarks/pipeline.py` compares the two): a
+  first epoch is decoding, and PIL releases the GIL while it decodes, so a thread pool keeps
+  every core busy just as a parallel `numpy_function` map does. Later epochs decode nothing:
+  each batch is one `tf.gather` of shuffled indices from a uint8 tensor, so their rate is the
+  augmenter's.
 * Memory. `.cache()` followed by `.shuffle(N)` keeps a second copy of every image in the
   shuffle buffer (or shuffles only within a window); shuffling indices keeps one copy and a
-  true global shuffle. 224 x 224 uint8 is 49 KB per image: 5,000 images are 250 MB, all
-  112,120 NIH images 5.6 GB. For sets that do not fit, `in_memory=False` streams the resized
+  true global shuffle. 224 x 224 uint8 is 49 KB per image, so 5,000 images take 250 MB and
+  all 112,120 NIH images 5.6 GB. For sets that do not fit, `in_memory=False` streams the
   pixels from an on-disk `ImageCache`, shuffling the file order first (again global, again
   no buffer of images - which `.cache(filename)` followed by `.shuffle` cannot give).
 * Errors. A file that fails to decode raises `cxrnb.images.ImageError` naming the file and the
@@ -30,22 +28,21 @@ Why decode up front (`load_images`, a thread pool) instead of `map(numpy_functio
   its message still starts with the file's path).
 
 Zero decodes: validation (`cxrnb.validate.load_index(..., cache=...)`) already decodes every
-image once; given the same `ImageCache`, `load_images` reads its resized pixels instead
-(hits skip decoding; entries are keyed by file, size and mtime, so an edited file is decoded
-again, never served stale).
+image once and stores its base image; given the same cache (or its folder), `load_images`
+resizes those bases instead of decoding, at any model size up to `cxrnb.images.BASE_SIDE`
+(entries are keyed by file, size and mtime, so an edited file is decoded again, never served
+stale).
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from .images import ImageCache, ImageError, read_gray, resize_gray
+from .images import ImageCache, ImageError, map_threads, read_gray
 from .index import SPLITS, check_index, image_paths
 
 if TYPE_CHECKING:
@@ -56,10 +53,9 @@ MIN_IMAGE_SIZE = 32
 LABEL_MODES = ("int", "categorical", "binary")
 
 Augmenter = Callable[..., object]  # float32 (B, H, W, C) in 0..255 -> same shape, in-graph
-#: Executor of a preset name / `AugmentPolicy` given as `augment`. OpenCV: ~4x the Keras
-#: executor's rate on 2 CPU cores (later epochs ~7,000-8,000 vs ~1,900 img/s, ~35-40x
-#: ImageDataGenerator: benchmarks/pipeline.py), with the same draws' distributions and arithmetic.
-#: Pass executor="keras" for a graph without Python (TPU, SavedModel).
+#: Executor of a preset name / `AugmentPolicy` given as `augment`: OpenCV is several times the
+#: Keras executor's rate on CPU (see the README's Performance section), with the same draws'
+#: distributions and arithmetic. Pass executor="keras" for a graph without Python (TPU, SavedModel).
 DEFAULT_EXECUTOR = "opencv"
 
 
@@ -109,25 +105,16 @@ def labels_to_ids(labels: Sequence[str] | pd.Series, classes: Sequence[str]) -> 
 
 # --------------------------------------------------------------------------- decoding
 
-def _as_cache(cache: ImageCache | str | Path | None, hw: tuple[int, int]) -> ImageCache | None:
+def _as_cache(cache: ImageCache | str | Path | None) -> ImageCache | None:
     if cache is None or isinstance(cache, ImageCache):
         return cache
-    return ImageCache(cache, hw)
+    return ImageCache(cache)
 
 
 def _read_one(path: Path, hw: tuple[int, int], cache: ImageCache | None) -> np.ndarray:
-    """Pixels of one file at `hw`: from the cache when it has them, else decoded (and stored).
-
-    A cache built at another size (validation's default is 256) is still used: its pixels are
-    resized to `hw`, which is cheap and avoids decoding again.
-    """
-    if cache is None:
-        return read_gray(path, hw)[0]
-    arr = cache.get(path)
-    if arr is None or arr.shape != cache.size:
-        arr = read_gray(path, cache.size)[0]
-        cache.put(path, arr)
-    return resize_gray(arr, hw)
+    """Pixels of one file at `hw`: from the cache's base image when it has one (validation's,
+    whatever size it was asked for), else decoded (and the base stored)."""
+    return read_gray(path, hw)[0] if cache is None else cache.read(path, hw)
 
 
 def _with_row(e: ImageError, row: object) -> ImageError:
@@ -145,13 +132,13 @@ def load_images(
 ) -> np.ndarray:
     """Decode every image of `index` to a (N, H, W) uint8 array, in index order.
 
-    Files are decoded by `read_gray` in a thread pool (PIL releases the GIL while decoding, so
-    the threads use every core). With `cache` (an `ImageCache` or a folder), cached pixels are
-    read instead of decoding and misses are stored. A bad file raises `ImageError` naming it.
+    Files are decoded by `cxrnb.images` in a thread pool (`map_threads`). With `cache` (an
+    `ImageCache` or a folder), stored base images are resized instead of decoding, and misses
+    are stored. A bad file raises `ImageError` naming it and its index row.
     """
     _check(index)
     hw = _target(image_size)
-    cache = _as_cache(cache, hw)
+    cache = _as_cache(cache)
     paths = image_paths(index)
     out = np.empty((len(paths), *hw), dtype=np.uint8)
 
@@ -161,16 +148,7 @@ def load_images(
         except ImageError as e:
             raise _with_row(e, index.index[i]) from None
 
-    workers = workers or min(8, (os.cpu_count() or 1) + 1)
-    pool = ThreadPoolExecutor(workers)
-    try:
-        from tqdm import tqdm
-
-        for _ in tqdm(pool.map(work, range(len(paths))), total=len(paths), desc="decode",
-                      unit="img", disable=not progress, leave=False):
-            pass
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)  # on an error, do not decode the rest
+    map_threads(work, range(len(paths)), desc="decode", progress=progress, workers=workers, leave=False)
     return out
 
 
@@ -245,8 +223,7 @@ def make_dataset(
     run by `executor` - per batch inside the pipeline; without `training` the augmenter is
     ignored, so the same keyword arguments serve train, val and test. `executor` defaults to
     "opencv" (`cxrnb.augment.opencv_augmenter`: cv2.LUT + one cv2.warpAffine per image through
-    ``tf.numpy_function``, ~4x the rate of the in-graph TF warp on 2 cores, see
-    benchmarks/pipeline.py); "keras" (`keras_augmenter`, the same policy, distributions and
+    ``tf.numpy_function``, several times the rate of the in-graph TF warp on CPU); "keras" (`keras_augmenter`, the same policy, distributions and
     arithmetic, pure TF ops) is for graphs that must not call Python (TPU, SavedModel).
     `seed` fixes the shuffle order (a new order each epoch, the same sequence of orders each run)
     and the augmentation draws. The OpenCV and Keras executors get a per-batch seed,
@@ -294,7 +271,7 @@ def make_dataset(
             order = order.shuffle(n, seed=seed, reshuffle_each_iteration=True)
         ds = order.batch(batch_size, drop_remainder=drop_remainder).map(take, num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        cache = _as_cache(cache, hw)
+        cache = _as_cache(cache)
         if cache is None:
             raise ValueError("in_memory=False streams decoded pixels from an on-disk ImageCache: pass "
                              "cache=<folder> (or keep in_memory=True)")

@@ -4,22 +4,21 @@
 does not want, decode every remaining image (readable, decodable, dimensions, mode, bit
 depth, decompression-bomb guard), and return the index of good rows plus a report with one
 line per dropped row and its reason. Decoding happens in a thread pool (PIL releases the GIL)
-and, given an `ImageCache`, keeps the resized pixels so training never decodes again.
-Exact-duplicate pixels are hashed and flagged: the same image under two patient ids would
-otherwise leak across a patient-level split.
+and, given an `ImageCache`, keeps each file's base image (`cxrnb.images`), from which training
+derives its pixels at any usual model size without decoding again. Exact-duplicate base images
+are hashed and flagged: the same image under two patient ids would otherwise leak across a
+patient-level split.
 """
 from __future__ import annotations
 
 import hashlib
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
-from tqdm import tqdm
 
-from .images import MAX_PIXELS, ImageCache, ImageError, read_gray, resize_gray
+from . import images
+from .images import MAX_PIXELS, ImageCache, ImageError, map_threads
 from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths, scrub_paths
 from .sources import DISK_REASONS, LAYOUTS, read_source
 from .splits import patient_groups
@@ -79,17 +78,20 @@ def _file_problem(path: Path) -> tuple[str, str] | None:
 
 
 def _check_one(path: Path, cache: ImageCache | None, max_pixels: int) -> dict:
+    """Facts of one file from one decode (its base image), which also fills `cache`."""
     try:
-        arr, info = read_gray(path, max_pixels=max_pixels)
+        base, info = images.read_base(path, max_pixels=max_pixels)
     except ImageError as e:
         return {"reason": e.reason, "detail": e.detail}
-    if cache is not None and cache.get(path) is None:
-        cache.put(path, resize_gray(arr, cache.size))
+    if cache is not None:
+        cache.put_base(path, base)
+    digest = hashlib.sha1(base)  # the base's bytes, then its shape: no copy of the pixels
+    digest.update(bytes(str(base.shape), "ascii"))
     suffix = path.suffix.lower().lstrip(".")
     ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}.get(suffix) in (None, info.format)
     return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
             "bit_depth": info.bit_depth, "extension_matches": ext_ok,
-            "pixel_hash": hashlib.sha1(arr.tobytes() + bytes(str(arr.shape), "ascii")).hexdigest()[:16]}
+            "pixel_hash": digest.hexdigest()[:16]}
 
 
 def validate_images(
@@ -102,15 +104,13 @@ def validate_images(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Decode every image of `index` once; return (good rows with image facts, drop report).
 
-    Good rows gain ``width, height, mode, format, bit_depth, extension_matches, pixel_hash``.
-    The report has one row per unusable file: missing, empty, not an image, corrupt or
-    truncated, decompression bomb, too small.
+    Good rows gain ``width, height, mode, format, bit_depth, extension_matches, pixel_hash``
+    (the hash of the base image, the pixels training is derived from). The report has one row
+    per unusable file: missing, unreadable, empty, not an image, corrupt or truncated,
+    decompression bomb, too small. With `cache`, each base image is stored as it is decoded.
     """
-    paths = image_paths(index)
-    workers = workers or min(8, (os.cpu_count() or 1) + 1)
-    with ThreadPoolExecutor(workers) as pool:
-        results = list(tqdm(pool.map(lambda p: _check_one(p, cache, max_pixels), paths),
-                            total=len(paths), desc="validate", unit="img", disable=not progress))
+    results = map_threads(lambda p: _check_one(p, cache, max_pixels), image_paths(index),
+                          desc="validate", progress=progress, workers=workers)
     facts = pd.DataFrame(results, index=index.index)
     for c in ("reason", "detail"):
         if c not in facts:
@@ -161,7 +161,6 @@ def load_index(
     *,
     check_images: bool = True,
     cache: ImageCache | str | Path | None = None,
-    cache_size: int = 256,
     progress: bool = True,
     workers: int | None = None,
     **task,
@@ -169,10 +168,10 @@ def load_index(
     """Read `source` at `root`, apply the task, validate every image: the one loading call.
 
     `task` options go to the reader (`classes`, `views`, `modality`, `finding`, ...; see
-    `cxrnb.sources`). `cache` (an `ImageCache` or a folder) keeps the decoded pixels at
-    `cache_size` so the pipeline does not decode again. Returns a `LoadResult`
-    (unpackable as ``index, report``). Raises `NoImagesError` (whose `result` holds the drop
-    report) when no image is kept.
+    `cxrnb.sources`). `cache` (an `ImageCache` or a folder) keeps each decoded base image, so
+    the pipeline does not decode again at any model size up to `cxrnb.images.BASE_SIDE`. Returns
+    a `LoadResult` (unpackable as ``index, report``). Raises `NoImagesError` (whose `result`
+    holds the drop report) when no image is kept.
     """
     raw = read_source(source, root, **task)
     notes = list(raw.attrs.get("notes", []))
@@ -197,7 +196,7 @@ def load_index(
                      "and its patient id merged with the first into one patient_group")
     if check_images and len(kept):
         if cache is not None and not isinstance(cache, ImageCache):
-            cache = ImageCache(cache, cache_size)
+            cache = ImageCache(cache)
         kept, bad = validate_images(kept, cache=cache, workers=workers, progress=progress)
         reports.append(bad)
     kept = kept.reset_index(drop=True)

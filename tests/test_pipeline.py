@@ -9,11 +9,13 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-tf = pytest.importorskip("tensorflow")
+import tensorflow as tf
 
-import cxrnb.pipeline as pipeline  # noqa: E402
-from cxrnb.images import ImageCache, ImageError, read_gray  # noqa: E402
-from cxrnb.pipeline import labels_to_ids, load_images, make_dataset, make_datasets  # noqa: E402
+import cxrnb.augment as aug
+import cxrnb.images as images
+import cxrnb.pipeline as pipeline
+from cxrnb.images import ImageCache, ImageError, read_gray
+from cxrnb.pipeline import labels_to_ids, load_images, make_dataset, make_datasets
 
 CLASSES = ["normal", "pneumonia"]
 
@@ -44,23 +46,16 @@ def index(tmp_path: Path) -> pd.DataFrame:
 
 @pytest.fixture
 def count_decodes(monkeypatch):
-    """Replace the pipeline's decoder with a counting wrapper; returns the list of decoded paths."""
+    """Wrap cxrnb's one decoder (`images.read_base`) with a counter; returns the decoded paths."""
     calls: list[str] = []
+    real = images.read_base
 
-    def counting(path, size=None, **kw):
+    def counting(path, *a, **kw):
         calls.append(str(path))
-        return read_gray(path, size, **kw)
+        return real(path, *a, **kw)
 
-    monkeypatch.setattr(pipeline, "read_gray", counting)
+    monkeypatch.setattr(images, "read_base", counting)
     return calls
-
-
-@pytest.fixture
-def no_decoding(monkeypatch):
-    def refuse(path, *a, **kw):
-        raise AssertionError(f"decoded {path} although it should come from a cache")
-
-    monkeypatch.setattr(pipeline, "read_gray", refuse)
 
 
 def batches(ds) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -171,7 +166,7 @@ def test_second_load_with_the_same_image_cache_does_not_decode(index, tmp_path, 
     def refuse(*a, **kw):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(pipeline, "read_gray", refuse)
+    monkeypatch.setattr(images, "read_base", refuse)
     np.testing.assert_array_equal(load_images(index, 64, cache=cache, progress=False), first)
     # a folder works as well as an ImageCache, and so does a dataset built on it
     np.testing.assert_array_equal(load_images(index, 64, cache=tmp_path / "cache", progress=False), first)
@@ -199,26 +194,24 @@ def test_each_file_is_decoded_once_over_several_epochs(index, count_decodes):
     assert sorted(count_decodes) == sorted(str(Path(r) / p) for r, p in zip(index["root"], index["path"]))
 
 
-def test_a_cache_filled_by_validation_serves_the_pipeline(index, tmp_path, no_decoding):
+def test_a_cache_filled_by_validation_serves_the_pipeline(index, tmp_path, count_decodes):
     from cxrnb.validate import validate_images
 
-    cache = ImageCache(tmp_path / "cache", 64)
-    validate_images(index, cache=cache, progress=False)  # the one decoding pass
-    x = np.concatenate([b[0] for b in batches(make_dataset(index, CLASSES, image_size=64, cache=cache,
+    validate_images(index, cache=ImageCache(tmp_path / "cache"), progress=False)  # the one decoding pass
+    assert len(count_decodes) == len(index)
+    count_decodes.clear()
+    x = np.concatenate([b[0] for b in batches(make_dataset(index, CLASSES, image_size=64, cache=tmp_path / "cache",
                                                            progress=False))])
-    assert x.shape == (len(index), 64, 64, 1)
+    assert count_decodes == [] and x.shape == (len(index), 64, 64, 1)
 
 
-def test_a_cache_of_another_size_is_resized_not_decoded(index, tmp_path, monkeypatch):
-    big = ImageCache(tmp_path / "cache256", 96)
-    load_images(index, 96, cache=big, progress=False)
-
-    def refuse(*a, **kw):
-        raise AssertionError("decoded although cached at another size")
-
-    monkeypatch.setattr(pipeline, "read_gray", refuse)
-    out = load_images(index, 64, cache=big, progress=False)
-    assert out.shape == (len(index), 64, 64) and out.dtype == np.uint8
+def test_a_cache_filled_at_one_size_serves_another_without_decoding(index, tmp_path, count_decodes):
+    load_images(index, 96, cache=tmp_path / "cache", progress=False)
+    assert len(count_decodes) == len(index)
+    count_decodes.clear()
+    out = load_images(index, 64, cache=tmp_path / "cache", progress=False)
+    assert count_decodes == []
+    np.testing.assert_array_equal(out, load_images(index, 64, progress=False))  # = no cache
 
 
 def test_streaming_from_an_image_cache_gives_the_same_batches(index, tmp_path, count_decodes):
@@ -261,9 +254,6 @@ def test_augment_output_is_clipped_to_unit_range(index):
 
 
 def test_keras_augmenter_runs_in_the_pipeline(index):
-    aug = pytest.importorskip("cxrnb.augment")
-    if not hasattr(aug, "keras_augmenter"):
-        pytest.skip("cxrnb.augment has no keras_augmenter yet")
     fn = aug.keras_augmenter(aug.AugmentPolicy.preset("default"), seed=0)
     x, _ = next(iter(make_dataset(index, CLASSES, image_size=64, training=True, augment=fn, progress=False)))
     assert x.shape[1:] == (64, 64, 1) and x.dtype == tf.float32
@@ -271,9 +261,6 @@ def test_keras_augmenter_runs_in_the_pipeline(index):
 
 
 def test_same_seed_gives_the_same_augmented_batches(index):
-    aug = pytest.importorskip("cxrnb.augment")
-    if not hasattr(aug, "keras_augmenter"):
-        pytest.skip("cxrnb.augment has no keras_augmenter yet")
     kw = dict(image_size=64, batch_size=8, training=True, augment="default", progress=False)
     a, b = batches(make_dataset(index, CLASSES, seed=5, **kw)), batches(make_dataset(index, CLASSES, seed=5, **kw))
     for (xa, ya), (xb, yb) in zip(a, b):
@@ -289,7 +276,6 @@ def test_same_seed_gives_the_same_augmented_batches(index):
 def test_seeded_executors_are_parallel_reproducible_and_new_each_epoch(index, monkeypatch, executor):
     """The Keras and OpenCV executors get a per-batch seed: the same batches in every run although
     the map runs in parallel; new draws each epoch (also without shuffling); their own seed matters."""
-    aug = pytest.importorskip("cxrnb.augment")
     maps = []
     real_map = tf.data.Dataset.map
 
@@ -322,7 +308,6 @@ def test_seeded_executors_are_parallel_reproducible_and_new_each_epoch(index, mo
 def test_executor_runs_a_preset_or_a_policy(index, monkeypatch):
     """`executor` picks who runs a preset name or an AugmentPolicy (OpenCV by default); both give
     reproducible batches for a seed, new ones each epoch, in [0, 1]."""
-    aug = pytest.importorskip("cxrnb.augment")
     assert pipeline.DEFAULT_EXECUTOR == "opencv"
     assert isinstance(pipeline._resolve_augment("default", 0, pipeline.DEFAULT_EXECUTOR), aug.OpenCVAugmenter)
     policy = aug.AugmentPolicy.preset("article002")
