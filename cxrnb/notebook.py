@@ -131,6 +131,9 @@ def setup(seed: int = 0, *, dpi: int = 100, tensorflow: bool = False) -> None:
         import keras
 
         keras.utils.set_random_seed(seed)
+        import tensorflow as tf
+
+        tf.get_logger().setLevel("ERROR")  # e.g. "triggered tf.function retracing": noise in a lesson
     import matplotlib as mpl
     import pandas as pd
 

@@ -30,7 +30,8 @@ from .render import (_T_CLASSES, _T_META, _T_SHORTCUT, _T_VIEW, CLASSES, _check_
 LAYOUTS = ("kaggle", "covid-chestxray", "nih")
 
 #: Bumped whenever the files change for the same arguments, so `ensure` regenerates older data.
-GENERATOR_VERSION = 3  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split
+GENERATOR_VERSION = 4  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
+#                        4: realistic covid-chestxray films look like publication figures
 
 #: The population of each layout's real source, used when ``realistic=True`` and no classes
 #: are given: patient share per class, share of AP films per class (AP: sicker, bed-bound
@@ -40,9 +41,11 @@ POPULATIONS = {
     "kaggle": dict(class_fractions={"normal": 0.27, "pneumonia": 0.73},
                    ap_share={"normal": 0.3, "pneumonia": 0.3}, ages=(1, 5), rgb=0.06),
     # ieee8023 covid-chestxray: adults; COVID-19 films mostly AP, the few normals mostly PA
+    # Its films are figures taken from publications: cropped tighter, contrast-stretched, and
+    # often with burnt-in letters or arrows (see `_publication_figure`).
     "covid-chestxray": dict(class_fractions={"covid": 0.6, "pneumonia": 0.28, "normal": 0.12},
                             ap_share={"covid": 0.8, "pneumonia": 0.5, "normal": 0.2}, ages=(18, 92),
-                            rgb=0.15),
+                            rgb=0.15, publication=True),
     # NIH ChestX-ray14, effusion vs no finding: about 1 effusion patient in 10
     "nih": dict(class_fractions={"normal": 0.9, "effusion": 0.1},
                 ap_share={"normal": 0.3, "effusion": 0.6}, ages=(18, 92), rgb=0.0),
@@ -349,6 +352,8 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
                                           marker=marked, subtype=sub or None, view=view)
             mode = "L"
             if pop is not None:
+                if pop.get("publication"):
+                    img, lung, les = _publication_figure(img, lung, les, _rng(seed, p, k, _T_STORE, 3))
                 img, lung, les, mode = _stored(img, lung, les, _rng(seed, p, k, _T_STORE), pop, nih)
             ext = ".jpeg" if fmt == "jpeg" else ".png"
             split = "test" if cross and k == n_img - 1 else splits[i]
@@ -413,6 +418,39 @@ def _real_view(seed: int, p: int, k: int, ap_share: float, nih: bool) -> str:
     if u >= ap_share:
         return "PA"
     return "AP Supine" if u < ap_share / 4 and not nih else "AP"
+
+
+def _publication_figure(img: np.ndarray, lung: np.ndarray, les: np.ndarray, r: np.random.Generator
+                        ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A film as a journal figure shows it: cropped tighter around the chest, contrast stretched
+    (a steeper grey curve), and on most films a burnt-in letter and an arrow pointing into the chest.
+
+    ieee8023's images were collected from papers and websites, so its collection looks unlike a
+    hospital's archive; a model trained on COVID films from it and normal films from elsewhere can
+    learn the look of the collection (notebook 05). The masks follow the crop; text is not lung.
+    """
+    from PIL import ImageDraw
+
+    n = img.shape[0]
+    c = int(round(n * r.uniform(0.04, 0.10)))  # crop margin, then back to n x n
+    box = (c, c, n - c, n - c)
+    crop = lambda a, how: np.asarray(Image.fromarray(a).crop(box).resize((n, n), how))  # noqa: E731
+    img, lung, les = (crop(img, Image.Resampling.BILINEAR), crop(lung, Image.Resampling.NEAREST),
+                      crop(les, Image.Resampling.NEAREST))
+    g = r.uniform(1.3, 1.7)  # steeper curve: darker lungs, whiter bone
+    img = (255.0 * (img / 255.0) ** g).astype(np.uint8)
+    if r.random() < 0.7:
+        pil = Image.fromarray(img)
+        draw = ImageDraw.Draw(pil)
+        s = max(8, n // 16)
+        x0, y0 = int(r.uniform(0.04, 0.12) * n), int(r.uniform(0.04, 0.12) * n)
+        draw.text((x0, y0), str(r.choice(["A", "B", "L", "R", "AP"])), fill=255, font_size=s * 2)
+        tx, ty = int(r.uniform(0.25, 0.75) * n), int(r.uniform(0.35, 0.65) * n)  # arrow tip in the chest
+        dx = s * 3 if tx < n / 2 else -s * 3
+        draw.line([(tx + dx, ty - s * 2), (tx, ty)], fill=255, width=max(1, n // 128))
+        draw.polygon([(tx, ty), (tx + dx // 3, ty - s // 4), (tx + dx // 6, ty - s)], fill=255)
+        img = np.asarray(pil)
+    return img, lung, les
 
 
 def _stored(img: np.ndarray, lung: np.ndarray, les: np.ndarray, r: np.random.Generator, pop: dict,
