@@ -132,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write the embedded synthetic chest X-ray dataset")
     s.add_argument("out_dir", type=Path)
-    s.add_argument("--layout", default="kaggle", choices=["kaggle", "covid-chestxray"])
+    s.add_argument("--layout", default="kaggle", choices=["kaggle", "covid-chestxray", "nih"])
     s.add_argument("--n-patients", type=int, default=120)
     s.add_argument("--classes", nargs="+", help="default: normal pneumonia covid effusion, or those of "
                    "--class-fractions")
@@ -155,7 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--modality", help="covid-chestxray modality to keep ('all' for every modality)")
     i.add_argument("--finding", help="nih: positive finding (default Effusion)")
     i.add_argument("--negative", choices=["no finding", "rest"], help="nih: negative class (default 'no finding')")
-    i.add_argument("--cache", type=Path, help="folder to keep decoded 256x256 pixels for training")
+    i.add_argument("--cache", type=Path, help="folder keeping each decoded image once, reused by training at any size")
     i.set_defaults(func=_index)
 
     t = sub.add_parser("split", help="patient-level train/val/test split of an index CSV")

@@ -595,8 +595,9 @@ def read_nih(
     _drop(df, df["label"].isna(), "label outside task",
           "Finding Labels " + meta["Finding Labels"] + f" (task: {first} vs No Finding)")
     used, extra = set(df["path"]), []
+    own_masks = (root / "synthetic.csv").is_file()  # a cxrnb.synthetic set's masks/ are not films
     for rel, reason, detail in scanned:
-        if rel in used:
+        if rel in used or (own_masks and rel.startswith("masks/")):
             continue  # a listing row stands for it
         if rel in flagged:
             extra.append((rel, *flagged[rel]))

@@ -458,3 +458,14 @@ def test_zero_byte_metadata_names_the_file(tmp_path):
     (tmp_path / "metadata.csv").write_bytes(b"")
     with pytest.raises(ValueError, match=r"metadata.csv: empty file"):
         read_source("covid-chestxray", tmp_path)
+
+
+def test_synthetic_nih_layout_reads_without_reporting_its_own_masks(tmp_path):
+    """The generator's nih layout is read by the real NIH reader; its masks/ are not unlisted films."""
+    from cxrnb import cli
+    from cxrnb.validate import load_index
+
+    assert cli.main(["-q", "synth", str(tmp_path), "--layout", "nih", "--n-patients", "30", "--size", "64"]) == 0
+    index, report = load_index("nih", tmp_path, progress=False)
+    assert set(index["label"]) <= {"effusion", "normal"} and len(index) > 30
+    assert not report["path"].astype(str).str.startswith("masks/").any(), report.head()
