@@ -74,6 +74,7 @@ def check_inputs(y_true, proba, classes: Sequence[str], groups=None
     if bad.size:
         raise ValueError(f"proba rows must sum to 1 (softmax output), rows {bad[:5].tolist()} sum to "
                          f"{np.round(p[bad[:5]].sum(1), 4).tolist()}")
+    p = p / p.sum(1, keepdims=True)  # float32 softmax rounding: exact rows for scikit-learn
     g = None
     if groups is not None:
         gs = pd.Series(np.asarray(groups, dtype=object))
