@@ -125,6 +125,9 @@ def setup(seed: int = 0, *, dpi: int = 100, tensorflow: bool = False) -> None:
     (charts as PNG, X-ray grids as JPEG), and print the versions."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
+    # A warning can be part of a lesson (patients across official splits); its default format shows
+    # the kernel's temporary file path, which changes every run: show category and message only.
+    warnings.formatwarning = lambda message, category, *args, **kwargs: f"{category.__name__}: {message}\n"
     random.seed(seed)
     np.random.seed(seed)
     if tensorflow:
