@@ -497,8 +497,12 @@ def _metrics(predictions, classes, history, config, evaluate_test, n_boot, *, ch
     threshold = None
     if len(classes) == 2:
         y, p, _ = split_predictions(predictions, classes, "val")
-        threshold = float(choose_threshold(y, p))
-        out["threshold"] = {"value": threshold, "rule": "youden", "chosen_on": "val"}
+        if len(np.unique(y)) == 2:
+            threshold = float(choose_threshold(y, p))
+            out["threshold"] = {"value": threshold, "rule": "youden", "chosen_on": "val"}
+        else:  # a tiny val split can hold one class: no threshold can be chosen on it
+            out["threshold"] = {"value": None, "rule": "youden", "chosen_on": "val",
+                                "note": f"val holds only {classes[int(y[0])]!r}: no threshold chosen, argmax used"}
     for part in ("val", "test") if evaluate_test else ("val",):
         if not (predictions["split"] == part).any():
             continue

@@ -142,6 +142,6 @@ def test_os_errors_in_the_drop_report_show_no_absolute_paths(tmp_path, folder_da
 
     monkeypatch.setattr(PIL.Image, "open", deny)
     res = load_index("folder", folder_data, progress=False)
-    row = res.report.set_index("path").loc["covid/covid1.png"]
-    assert "Permission denied" in row["detail"] and "covid1.png" in row["detail"]
+    row = res.report.set_index("path").loc["covid/covid1.png"]  # the path column names the file
+    assert row["reason"] == "unreadable file" and "Permission denied" in row["detail"]
     assert str(tmp_path) not in row["detail"] and os.sep + "covid" + os.sep not in row["detail"]

@@ -198,3 +198,12 @@ def test_cli_train_and_evaluate(easy_split, tmp_path, capsys):
     assert "accuracy" in out and "test" in out
     assert cli.main(["-q", "train", str(csv), "--preset", "nope", "--out", str(tmp_path / "r2")]) == 2
     assert "unknown training preset 'nope'" in capsys.readouterr().err
+
+
+def test_a_val_split_with_one_class_trains_without_a_threshold(easy_split, tmp_path):
+    """Tiny real subsets can leave one class in val: no threshold is chosen, and nothing crashes."""
+    one_class_val = easy_split[~((easy_split["split"] == "val") & (easy_split["label"] == "effusion"))]
+    result = train(TrainConfig.preset("default", **TINY), one_class_val, tmp_path / "run", n_boot=20)
+    assert result.metrics["threshold"]["value"] is None
+    assert "no threshold chosen" in result.metrics["threshold"]["note"]
+    assert "test" in result.metrics
