@@ -180,7 +180,7 @@ def run_article(article: Article, data: Path, runs: Path, cache, *, epochs_cap: 
         "best_epoch": result.metrics["best_epoch"], "fit_seconds": round(result.seconds, 1),
         "total_seconds": round(time.perf_counter() - t0, 1),
         "test": {k: test[k] for k in ("n_images", "n_patients", "accuracy", "auc", "majority_baseline",
-                                      "majority_class", "macro_f1", "ci")},
+                                      "majority_class", "macro_f1", "ci", "classes", "confusion")},
     }
 
 
@@ -232,9 +232,10 @@ def verdict(article: Article, row: Mapping[str, Any]) -> str:
         if c > acc["high"]:
             rel = f"the claimed {c:.2f} lies above our whole interval: this recipe on this sample does not reach it"
         elif c < acc["low"]:
+            given_away = (", which is no evidence of skill where the collection gives the label away "
+                          "(as the last sentences say)") if SOURCE_CAVEAT in article.caveat else ""
             rel = (f"the claimed {c:.2f} lies below our whole interval: here the recipe scores higher than "
-                   "the article claims" + (", which is no evidence of skill where the collection gives the "
-                                           "label away (see below)" if SOURCE_CAVEAT in article.caveat else ""))
+                   f"the article claims{given_away}")
         else:
             rel = (f"the claimed {c:.2f} lies inside our interval, {width:.2f} wide: our sample can neither "
                    f"confirm nor refute it")
@@ -253,8 +254,18 @@ def verdict(article: Article, row: Mapping[str, Any]) -> str:
     base = t["majority_baseline"]
     if acc["low"] is not None and acc["low"] <= base:
         parts.append(f"Our accuracy interval reaches down to the majority baseline: on accuracy alone, this "
-                     f"model is not distinguishable from always answering \"{t['majority_class']}\"; "
-                     f"the AUC, which does not depend on a threshold or on the class ratio, says more.")
+                     f"model is not distinguishable from always answering \"{t['majority_class']}\".")
+    if auc["low"] is not None:
+        parts.append("Its AUC interval includes 0.5: on this test set the model has shown no skill at ranking "
+                     "the classes either." if auc["low"] <= 0.5 else
+                     "Its AUC interval lies above 0.5 (chance): it ranks the classes better than chance, "
+                     "whatever a threshold makes of that.")
+    if "confusion" in t:
+        found = [(c, r[i], sum(r)) for i, (c, r) in enumerate(zip(t["classes"], t["confusion"]))]
+        never = [c for i, c in enumerate(t["classes"]) if not any(r[i] for r in t["confusion"])]
+        parts.append("Per class it finds " + ", ".join(f"{c} {k} of {m}" for c, k, m in found)
+                     + f" (macro F1 {t['macro_f1']:.2f})"
+                     + (f"; it never predicts {' or '.join(never)}, which accuracy hides." if never else "."))
     if smallest < 10:
         parts.append(f"With {smallest} test images in the smallest class, one image more or less right moves "
                      f"that class's recall by {1 / smallest:.2f}.")
@@ -299,7 +310,7 @@ def render(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
     lines += ["## What the intervals mean for each claim", ""]
     for r in rows:
         a = by_id[r["id"]]
-        lines += [f"**Article {a.id}** ({a.task}, claimed {a.claim}). {verdict(a, r)}", ""]
+        lines += [f"**Article {a.id}** ({a.task}; claim: {a.claim}). {verdict(a, r)}", ""]
     lines += [
         "## What this is and is not",
         "",
@@ -308,7 +319,7 @@ def render(rows: Sequence[Mapping[str, Any]], meta: Mapping[str, Any]) -> str:
         "confirm or refute an article: the rows show how much (how little) a test set this size can "
         "say, and what the same recipe does when patients are kept apart. An interval that contains "
         "the claim means \"not ruled out\", not \"reproduced\". Scores are on the most probable "
-        "class; the run folders' `metrics.json` also hold scores at a threshold chosen on val.",
+        "class; the run folders' `metrics.json` (under `--runs`) also hold scores at a threshold chosen on val.",
         "",
         "## How it was made",
         "",

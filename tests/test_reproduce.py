@@ -28,7 +28,8 @@ def row(article: str = "002", acc=(0.80, 0.70, 0.90), base: float = 0.5, epochs:
             "test_counts": {"normal": 30, "pneumonia": 6}, "epochs": epochs, "preset_epochs": preset_epochs,
             "epochs_run": epochs, "best_epoch": 3, "fit_seconds": 90.0, "total_seconds": 120.0,
             "test": {"n_images": 36, "n_patients": 33, "accuracy": acc[0], "auc": 0.9, "majority_baseline": base,
-                     "majority_class": "normal", "macro_f1": 0.75,
+                     "majority_class": "normal", "macro_f1": 0.75, "classes": ["normal", "pneumonia"],
+                     "confusion": [[28, 2], [5, 1]],
                      "ci": {"accuracy": iv(*acc), "auc": iv(0.9, 0.8, 0.97)}}}
 
 
@@ -56,6 +57,14 @@ def test_verdict_places_the_claim_against_our_interval():
     inside = rp.verdict(ARTICLE["002"], row(acc=(0.90, 0.80, 0.97)))
     assert "neither confirm nor refute" in inside and "above our whole interval" not in inside
     assert "recall by 0.17" in inside  # 6 images in the smallest class
+    assert "Per class it finds normal 28 of 30, pneumonia 1 of 6 (macro F1 0.75)." in inside
+
+
+def test_verdict_names_a_class_never_predicted():
+    r = row("004")
+    r["test"]["confusion"] = [[30, 0], [6, 0]]
+    assert "pneumonia 0 of 6 (macro F1 0.75); it never predicts pneumonia, which accuracy hides" \
+        in rp.verdict(ARTICLE["004"], r)
 
 
 def test_verdict_explains_a_perfect_score_and_a_claim_below_it():
@@ -69,6 +78,10 @@ def test_verdict_says_when_accuracy_cannot_beat_the_baseline():
     text = rp.verdict(ARTICLE["001"], row("001", acc=(0.85, 0.70, 0.95), base=0.88))
     assert 'not distinguishable from always answering "normal"' in text
     assert "not distinguishable" not in rp.verdict(ARTICLE["001"], row("001", acc=(0.95, 0.90, 1.0), base=0.88))
+    assert "better than chance" in text  # the made-up AUC interval is [0.8, 0.97]
+    chance = row("003")
+    chance["test"]["ci"]["auc"] = iv(0.57, 0.33, 0.80)
+    assert "includes 0.5: on this test set the model has shown no skill" in rp.verdict(ARTICLE["003"], chance)
 
 
 def test_verdict_without_a_claim_compares_nothing():
