@@ -396,7 +396,6 @@ def train(
     (val, and test when `evaluate_test`: accuracy, AUC and the rest with patient-bootstrap CIs;
     for two classes, the decision threshold is chosen on val and applied to test).
     """
-    from .evaluate import choose_threshold, evaluate
     from .pipeline import make_dataset
 
     config = TrainConfig.preset(config) if isinstance(config, str) else config
@@ -437,10 +436,9 @@ def train(
     history = pd.read_csv(run_dir / "history.csv")
     model.save(run_dir / "model.keras")
 
-    predictions = predict_split(model, split, classes, cache=cache, parts=parts, config=config)
+    predictions = predict_split(model, split, classes, cache=cache, parts=parts)
     write_text(run_dir / "predictions.csv", predictions.to_csv(index=False))
-    metrics = _metrics(predictions, classes, history, config, evaluate_test, n_boot,
-                       choose_threshold=choose_threshold, evaluate=evaluate)
+    metrics = _metrics(predictions, classes, history, config, evaluate_test, n_boot)
     write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, allow_nan=True) + "\n")
     (run_dir / "best.weights.h5").unlink(missing_ok=True)
     (run_dir / INCOMPLETE).unlink()
@@ -454,7 +452,7 @@ def _counts(split: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 def predict_split(model, split: pd.DataFrame, classes: Sequence[str], *, cache=None,
                   parts: Mapping[str, pd.DataFrame] | None = None,
-                  config: TrainConfig | None = None, batch_size: int = 64) -> pd.DataFrame:
+                  batch_size: int = 64) -> pd.DataFrame:
     """Class probabilities of every image of the split (val and test, and train), one row per image.
 
     Columns: path, patient_id, patient_group, split, label, y (class id), p_<class> ...
@@ -487,7 +485,10 @@ def split_predictions(predictions: pd.DataFrame, classes: Sequence[str], part: s
             p["patient_group"].astype(str).to_numpy())
 
 
-def _metrics(predictions, classes, history, config, evaluate_test, n_boot, *, choose_threshold, evaluate):
+def _metrics(predictions, classes, history, config, evaluate_test, n_boot):
+    """metrics.json: best epoch, train majority class, a val-chosen threshold, val/test evaluations."""
+    from .evaluate import choose_threshold, evaluate
+
     metric = config.monitor if config.monitor in history else "loss"
     best = (history[metric].idxmax() if metric.endswith("accuracy") else history[metric].idxmin())
     train_majority = predictions.loc[predictions["split"] == "train", "y"].value_counts().idxmax()
