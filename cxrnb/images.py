@@ -35,6 +35,7 @@ one between its limit and twice that, which is then refused here.
 from __future__ import annotations
 
 import hashlib
+import mmap
 import os
 import re
 import threading
@@ -269,7 +270,7 @@ class ImageCache:
 
     Each writer (one `ImageCache` object) appends raw base images to its own ``<id>.pack`` and
     one line per image (key, height, width, offset) to ``<id>.idx``, the data before its line;
-    readers load every ``.idx`` of the folder and read an image with one `os.pread`. So a
+    readers load every ``.idx`` of the folder and map the packs, so reading an image copies nothing. So a
     validation pass writes two files, not one per image, and a first epoch opens none per image.
     Several processes may share the folder. Keys are the file's absolute path (hashed), inode,
     byte size and mtime and the base side, so an edited or replaced file is a miss, never stale pixels (its
@@ -288,6 +289,7 @@ class ImageCache:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._entries: dict[str, tuple[str, int, int, int]] = {}  # key -> (pack, h, w, offset)
         self._read_upto: dict[str, int] = {}  # .idx file name -> bytes already loaded
+        self._maps: dict[str, mmap.mmap] = {}  # pack name -> read-only map (see `_mapped`)
         self._lock = threading.Lock()
         self._writer: str | None = None  # this object's pack/idx name, made on the first put
         self._written = 0
@@ -331,18 +333,27 @@ class ImageCache:
             if entry is None:
                 return None
         pack, h, w, off = entry
-        try:
-            fd = os.open(self.directory / pack, os.O_RDONLY)
-            try:
-                data = os.pread(fd, h * w, off)
-            finally:
-                os.close(fd)
-        except OSError:
-            return None
-        if len(data) != h * w:
+        data = self._mapped(pack, off + h * w)
+        if data is None:
             self._entries.pop(key, None)
             return None
-        return np.frombuffer(data, np.uint8).reshape(h, w)
+        return np.frombuffer(data, np.uint8, h * w, off).reshape(h, w)
+
+    def _mapped(self, pack: str, end: int) -> mmap.mmap | None:
+        """Pack file `pack` mapped read-only, at least `end` bytes long (mapped again when it has
+        grown since), or None when it is gone or shorter. Bases are returned as read-only views
+        of the map: no read call and no copy per image."""
+        mm = self._maps.get(pack)
+        if mm is None or len(mm) < end:
+            try:
+                with open(self.directory / pack, "rb") as f:
+                    mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # missing, unreadable, or empty
+                return None
+            if len(mm) < end:
+                return None
+            self._maps[pack] = mm  # an older, shorter map stays alive while views of it exist
+        return mm
 
     def put_base(self, path: str | Path, base: np.ndarray, side: int | None = None) -> None:
         """Store `base`, the result of ``read_base(path, side)``, unless it is stored already."""

@@ -9,6 +9,7 @@ executor receives the same arrays through ``tf.numpy_function`` and only calls `
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import keras
@@ -88,7 +89,26 @@ def sample_transforms(policy: AugmentPolicy, u, height, width) -> tuple[tf.Tenso
 
 def batch_transforms(policy: AugmentPolicy, images: tf.Tensor, *, seed=None, own_seed: int | None = None,
                      generator: keras.random.SeedGenerator | None = None):
-    """`sample_transforms` for a (B, H, W, C) batch: one `draw_uniforms` per call."""
+    """`sample_transforms` for a (B, H, W, C) batch: one `draw_uniforms` per call.
+
+    With a per-batch `seed` the draws and the maths are one compiled function per (policy,
+    own_seed), traced once per process (`_seeded_transforms`): every dataset built with the same
+    policy reuses it instead of tracing its hundred-odd ops again. The stateful path (no seed)
+    reads the executor's `generator` and is traced where it is called."""
     shape = tf.shape(images)
-    u = draw_uniforms(shape[0], seed=seed, own_seed=own_seed, generator=generator)
-    return sample_transforms(policy, u, shape[1], shape[2])
+    if seed is None:
+        u = draw_uniforms(shape[0], seed=seed, own_seed=own_seed, generator=generator)
+        return sample_transforms(policy, u, shape[1], shape[2])
+    return _seeded_transforms(policy, own_seed)(shape, tf.cast(seed, tf.int64))
+
+
+@functools.lru_cache(maxsize=64)
+def _seeded_transforms(policy: AugmentPolicy, own_seed: int | None):
+    """The compiled ``(images shape, seed) -> (lut, matrix)`` of `policy` (see `batch_transforms`)."""
+
+    @tf.function(reduce_retracing=True)
+    def transforms(shape, seed):
+        u = draw_uniforms(shape[0], seed=seed, own_seed=own_seed)
+        return sample_transforms(policy, u, shape[1], shape[2])
+
+    return transforms
