@@ -152,3 +152,8 @@ def read_index(csv: str | Path) -> pd.DataFrame:
     check_index(df, where=str(csv))
     df["root"] = df["root"].map(lambda r: os.path.normpath(os.path.join(csv.parent, r)) if isinstance(r, str) else r)
     return df
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``"1 file"``, ``"2 files"``: a count with its noun in the right number."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"

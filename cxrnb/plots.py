@@ -19,7 +19,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
 from .images import read_gray
-from .index import SPLITS
+from .index import SPLITS, plural  # plural: also imported from here by the notebooks
 
 
 #: Dots per inch of every figure: readable on a projector.
@@ -28,11 +28,6 @@ DPI = 100
 FILM = 2.0
 #: The one overlay colour convention of the series: lung outline cyan, lesion outline red.
 LUNG, LESION = "cyan", "red"
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``"1 file"``, ``"2 files"``: a count with its noun in the right number."""
-    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 def photo(fig: Figure) -> Figure:

@@ -19,7 +19,7 @@ import pandas as pd
 
 from . import images
 from .images import MAX_PIXELS, ImageCache, ImageError, map_threads
-from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths, scrub_paths
+from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths, plural, scrub_paths
 from .sources import DISK_REASONS, LAYOUTS, read_source
 from .splits import patient_groups
 
@@ -184,7 +184,7 @@ def load_index(
     if problems:
         rows = list(problems)
         raw.loc[rows, "reason"] = [problems[i][0] for i in rows]
-        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if near[i] else "") for i in rows]
+        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if isinstance(near[i], str) and near[i] else "") for i in rows]
     raw = raw.drop(columns=["near_match"], errors="ignore")
     dropped = raw["reason"].notna()
     report = raw.loc[dropped, REPORT_COLUMNS]
@@ -192,7 +192,7 @@ def load_index(
     kept, dup_report, links = _dedupe_listings(kept)
     reports = [report, dup_report]
     if links:
-        notes.append(f"{len(links)} files are listed more than once: the second listing is dropped "
+        notes.append(f"{plural(len(links), 'file is', 'files are')} listed more than once: the second listing is dropped "
                      "and its patient id merged with the first into one patient_group")
     if check_images and len(kept):
         if cache is not None and not isinstance(cache, ImageCache):
@@ -206,7 +206,7 @@ def load_index(
         dups = duplicate_pixels(kept)
         crossing = dups.groupby("pixel_hash")["patient_id"].nunique().gt(1).sum() if len(dups) else 0
         if crossing:
-            notes.append(f"{int(crossing)} images occur with identical pixels under different patient ids: "
+            notes.append(f"{plural(int(crossing), 'group')} of images with identical pixels span different patient ids: "
                          "those patients are merged into one patient_group for splitting")
     if source == "folder":
         notes.append("folder layout has no patient ids: every image counts as its own patient, "

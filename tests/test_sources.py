@@ -90,8 +90,8 @@ def test_covid_chestxray_reader_handles_real_quirks(covid_root):
     # the file listed under patients 2 and 11 merges them; identical pixels merge 7 and 12
     groups = idx.set_index("path")["patient_group"]
     assert groups["images/d.png"] == groups["images/h.png"]
-    assert any("listed more than once" in n for n in res.notes)
-    assert any("identical pixels" in n for n in res.notes)
+    assert any(n.startswith("1 file is listed more than once") for n in res.notes)  # not "1 files are"
+    assert any(n.startswith("1 group of images with identical pixels") for n in res.notes)
 
 
 def test_covid_chestxray_ct_kept_only_when_asked(covid_root):
@@ -376,6 +376,16 @@ def test_listed_name_differing_in_case_or_unicode_names_the_near_match(tmp_path,
     assert "images/a.png" in rep.loc["images/A.png", "detail"]
     nfc = "images/" + unicodedata.normalize("NFC", "caf\u00e9.png")
     assert rep.loc[nfc, "reason"] == "missing file" and "Unicode" in rep.loc[nfc, "detail"]
+
+
+def test_a_missing_file_without_a_near_match_has_a_clean_detail_and_notes_count_right(tmp_path):
+    from cxrnb import synthetic
+
+    synthetic.generate(tmp_path, layout="kaggle", n_patients=12, size=64, defects=True, seed=0, progress=False)
+    res = load_index("synthetic", tmp_path, progress=False)
+    missing = res.report[res.report["reason"] == "missing file"]
+    assert list(missing["detail"]) == ["listed in the metadata but not on disk"]  # no "; nan"
+    assert any(n.startswith("1 file is listed more than once") for n in res.notes)  # not "1 files are"
 
 
 def test_kaggle_patient_ids_fall_back_to_the_relative_path(tmp_path, write_image):
