@@ -5,7 +5,7 @@ marker. These helpers turn that suspicion into numbers: the share of CAM energy 
 (`marker_masks` + `cxrnb.explain.energy_share`), the accuracy on the same films re-rendered
 without the marker or with it on the other class (`counterfactual_accuracy`), the accuracy with
 the lungs blanked (`blank_lungs`, after Maguolo & Nanni), and whether the image *source* alone is
-predictable (`source_split` / `train_source_classifier`, the set-up of articles that took COVID
+predictable (`source_split` / `train_source_classifier`, and `source_probe` from grey levels alone; the set-up of articles that took COVID
 films from one collection and normal films from another).
 """
 from __future__ import annotations
@@ -184,7 +184,8 @@ def source_split(index: pd.DataFrame) -> pd.DataFrame:
     n = index["source"].nunique()
     if n < 2:
         raise ValueError(f"index has {n} source(s); a source classifier needs at least 2")
-    return index.assign(finding=index["label"], label=index["source"].astype(str))
+    finding = index["finding"] if "finding" in index else index["label"]  # relabelled already: keep it
+    return index.assign(finding=finding, label=index["source"].astype(str))
 
 
 def train_source_classifier(index: pd.DataFrame, train_fn: Callable, config, run_dir, **kwargs):
@@ -196,3 +197,52 @@ def train_source_classifier(index: pd.DataFrame, train_fn: Callable, config, run
     """
     split = source_split(index)
     return train_fn(config, split, run_dir, classes=sorted(split["label"].unique()), **kwargs)
+
+
+#: Per-film grey-level statistics of `source_probe`: mean, spread and seven percentiles.
+PROBE_FEATURES = ("mean", "std", "p1", "p5", "p25", "p50", "p75", "p95", "p99")
+
+
+def grey_statistics(images: np.ndarray) -> np.ndarray:
+    """(N, len(PROBE_FEATURES)) float64 of uint8 films (N, H, W): what a film's exposure and
+    processing look like, with nothing about its anatomy or findings."""
+    x = images.reshape(len(images), -1).astype(np.float32)
+    pct = np.percentile(x, [1, 5, 25, 50, 75, 95, 99], axis=1).T
+    return np.column_stack([x.mean(1), x.std(1), pct]).astype(np.float64)
+
+
+def source_probe(index: pd.DataFrame, images: np.ndarray, *, folds: int = 5, seed: int = 0,
+                 n_boot: int = 2000):
+    """How well grey-level statistics alone (`grey_statistics`) predict each film's `source`.
+
+    A logistic regression (balanced class weights) on nine numbers per film, evaluated out of
+    fold: `StratifiedGroupKFold` keeps each patient group in one fold, so no patient is both
+    learned and tested. It needs no training run and works on a few dozen films, where a CNN
+    source classifier is unstable; anything clearly above chance (balanced accuracy 0.5) means
+    the collections differ in exposure or processing, a cue any model can learn. Returns the
+    `cxrnb.evaluate.Evaluation` of the out-of-fold predictions (patient-bootstrap CIs).
+    """
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedGroupKFold, cross_val_predict
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from .evaluate import evaluate
+    from .splits import _group_col
+
+    if "source" not in index.columns:
+        raise ValueError("index lacks column 'source': the probe predicts where each film comes from")
+    if len(images) != len(index):
+        raise ValueError(f"{len(images)} images for {len(index)} index rows")
+    classes = sorted(index["source"].astype(str).unique())
+    if len(classes) < 2:
+        raise ValueError(f"index has {len(classes)} source(s); the probe needs at least 2")
+    y = index["source"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
+    groups = index[_group_col(index)].astype(str).to_numpy()
+    smallest = int(pd.Series(groups).groupby(y).nunique().min())
+    if smallest < folds:
+        raise ValueError(f"a source has {smallest} patient group(s), fewer than folds={folds}: lower folds")
+    model = make_pipeline(StandardScaler(), LogisticRegression(class_weight="balanced", max_iter=1000))
+    cv = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    proba = cross_val_predict(model, grey_statistics(images), y, groups=groups, cv=cv, method="predict_proba")
+    return evaluate(y, proba, classes, groups=groups, n_boot=n_boot, seed=seed)

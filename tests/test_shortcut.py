@@ -98,3 +98,32 @@ def test_source_classifier_relabels_by_source():
     assert seen["classes"] == ["actualmed", "kaggle"] and seen["kw"] == {"progress": False}
     with pytest.raises(ValueError, match="index has 1 source"):
         SC.source_split(idx.assign(source="one"))
+    again = SC.source_split(SC.source_split(idx))  # split first, stratified by source, then train
+    assert again["finding"].tolist() == ["covid", "normal", "normal"]
+
+
+def _probe_index(n_groups: int, shift: float, seed: int = 0):
+    """Two sources of noise films, 3 films per patient; source B's films `shift` grey levels brighter."""
+    rng = np.random.default_rng(seed)
+    rows, imgs = [], []
+    for g in range(2 * n_groups):
+        src = "A" if g % 2 else "B"
+        for k in range(3):
+            imgs.append(np.clip(rng.normal(100 + (shift if src == "B" else 0), 30, (16, 16)), 0, 255))
+            rows.append({"path": f"{g}-{k}.png", "label": "normal", "patient_id": f"p{g}", "source": src})
+    return pd.DataFrame(rows), np.stack(imgs).astype(np.uint8)
+
+
+def test_source_probe_finds_a_grey_level_difference_and_not_noise():
+    idx, imgs = _probe_index(20, shift=25)
+    found = SC.source_probe(idx, imgs, n_boot=200)
+    assert found.balanced_accuracy > 0.9 and found.ci["balanced_accuracy"].low > 0.75
+    idx, imgs = _probe_index(20, shift=0)
+    none = SC.source_probe(idx, imgs, n_boot=200)
+    assert none.ci["balanced_accuracy"].low < 0.5 < none.ci["balanced_accuracy"].high + 0.1
+    assert none.balanced_accuracy < 0.7
+    assert SC.grey_statistics(imgs).shape == (len(imgs), len(SC.PROBE_FEATURES))
+    with pytest.raises(ValueError, match="fewer than folds=5"):
+        SC.source_probe(*_probe_index(3, shift=25))
+    with pytest.raises(ValueError, match="lacks column 'source'"):
+        SC.source_probe(idx.drop(columns="source"), imgs)
