@@ -15,13 +15,13 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
+from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 
 
 def build_model(size: int):
@@ -57,16 +57,6 @@ def keras_io_loop(model, images, class_index: int, layer: str = "conv3") -> np.n
     return np.stack(out)
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: tracing, first calls
-    ts = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t0)
-    return float(np.median(ts))
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64)
@@ -92,7 +82,7 @@ def main() -> None:
         "(c) compiled batched path": lambda: E.cam(ex, x, 1, "gradcam"),
     }
     for name, fn in variants.items():
-        s = timed(fn, a.repeats)
+        s = median_seconds(fn, a.repeats, warmup=True)
         rows.append({"what": "Grad-CAM", "variant": name, "seconds": s, "images_per_s": a.n / s})
     base = rows[0]["seconds"]
     for r in rows:
@@ -101,10 +91,10 @@ def main() -> None:
     for method in E.METHODS:
         for compiled in ((True, False) if method in E.COMPILED else (False,)):
             reps = 1 if method == "scorecam" else a.repeats
-            s = timed(lambda: E.cam(ex, x, 1, method, compiled=compiled), reps)
+            s = median_seconds(lambda: E.cam(ex, x, 1, method, compiled=compiled), reps, warmup=True)
             rows.append({"what": method, "variant": "compiled" if compiled else "tf-keras-vis",
                          "seconds": s, "images_per_s": a.n / s, "speedup_vs_a": base / s})
-    s = timed(lambda: ex.compiled_cams(x, 1), a.repeats)
+    s = median_seconds(lambda: ex.compiled_cams(x, 1), a.repeats, warmup=True)
     rows.append({"what": "gradcam+gradcam+++layercam", "variant": "compiled, one pass", "seconds": s,
                  "images_per_s": a.n / s, "speedup_vs_a": base / s})
 

@@ -19,7 +19,6 @@ import json
 import os
 import platform
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -33,6 +32,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from cxrnb.evaluate import bootstrap_ci, evaluate  # noqa: E402
+from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
 
 
 def predictions(n: int, k: int, per_patient: int, seed: int = 0):
@@ -43,15 +43,6 @@ def predictions(n: int, k: int, per_patient: int, seed: int = 0):
     logits = rng.normal(0, 1.0, (n, k)) + 1.2 * np.eye(k)[y]
     p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
     return y, p, g
-
-
-def median_time(fn, repeats: int) -> float:
-    ts = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        ts.append(time.perf_counter() - t)
-    return float(np.median(ts))
 
 
 def loop_bootstrap(y, p, g, n_boot: int, seed: int = 0) -> None:
@@ -86,8 +77,8 @@ def main(argv: list[str] | None = None) -> dict:
             if cpus is not None:
                 os.sched_setaffinity(0, cpus)
             with threadpool_limits(n_cores):
-                boot = median_time(lambda: bootstrap_ci(y, p, g, n_boot=args.n_boot, seed=0), args.repeats)
-                full = median_time(lambda: evaluate(y, p, [str(i) for i in range(k)], groups=g,
+                boot = median_seconds(lambda: bootstrap_ci(y, p, g, n_boot=args.n_boot, seed=0), args.repeats)
+                full = median_seconds(lambda: evaluate(y, p, [str(i) for i in range(k)], groups=g,
                                                     n_boot=args.n_boot, seed=0), args.repeats)
             rows.append({"case": name, "predictions": args.n, "patients": int(g.max() + 1),
                          "resamples": args.n_boot, "cores": n_cores, "bootstrap_s": round(boot, 3),
@@ -99,7 +90,7 @@ def main(argv: list[str] | None = None) -> dict:
     if cores:
         os.sched_setaffinity(0, {cores[0]})
     with threadpool_limits(1):
-        per = median_time(lambda: loop_bootstrap(y, p, g, args.loop_boot), args.repeats) / args.loop_boot
+        per = median_seconds(lambda: loop_bootstrap(y, p, g, args.loop_boot), args.repeats) / args.loop_boot
     if cores:
         os.sched_setaffinity(0, set(cores))
     vec = next(r["bootstrap_s"] for r in rows if r["case"] == cases[0][0] and r["cores"] == 1)

@@ -228,7 +228,7 @@ def source_probe(index: pd.DataFrame, images: np.ndarray, *, folds: int = 5, see
     from sklearn.preprocessing import StandardScaler
 
     from .evaluate import evaluate
-    from .splits import _group_col
+    from .splits import group_column
 
     if "source" not in index.columns:
         raise ValueError("index lacks column 'source': the probe predicts where each film comes from")
@@ -238,7 +238,7 @@ def source_probe(index: pd.DataFrame, images: np.ndarray, *, folds: int = 5, see
     if len(classes) < 2:
         raise ValueError(f"index has {len(classes)} source(s); the probe needs at least 2")
     y = index["source"].astype(str).map({c: i for i, c in enumerate(classes)}).to_numpy()
-    groups = index[_group_col(index)].astype(str).to_numpy()
+    groups = index[group_column(index)].astype(str).to_numpy()
     smallest = int(pd.Series(groups).groupby(y).nunique().min())
     if smallest < folds:
         raise ValueError(f"a source has {smallest} patient group(s), fewer than folds={folds}: lower folds")

@@ -23,7 +23,9 @@ class LeakageError(AssertionError):
     """Raised when a patient (or an exact-duplicate image) appears in more than one split."""
 
 
-def _group_col(index: pd.DataFrame) -> str:
+def group_column(index: pd.DataFrame) -> str:
+    """The column that names a row's patient for splitting and resampling: ``patient_group``
+    (patients joined by shared files or pixels) when the index has it, else ``patient_id``."""
     return "patient_group" if "patient_group" in index else "patient_id"
 
 
@@ -126,7 +128,7 @@ def split_by_patient(
     if val + test >= 1:
         raise ValueError(f"val + test must leave images for training, got {val} + {test}")
     out = index.copy()
-    out["split"] = _assign(out["label"].astype(str).to_numpy(), out[_group_col(out)].astype(str).to_numpy(),
+    out["split"] = _assign(out["label"].astype(str).to_numpy(), out[group_column(out)].astype(str).to_numpy(),
                            {"train": 1 - val - test, "val": val, "test": test}, seed, "split_by_patient")
     check_no_leakage(out)
     return out
@@ -148,7 +150,7 @@ def official_split(index: pd.DataFrame, *, column: str = "kaggle_split", val: fl
     out["split"] = out[column].astype(str)
     if val > 0:
         out.loc[out["split"] == "val", "split"] = "train"
-    group = _group_col(out)
+    group = group_column(out)
     leaks = leaking_patients(out, group)
     if len(leaks) and fix_leaks:
         rank = {s: i for i, s in enumerate(SPLITS)}
@@ -173,7 +175,7 @@ def official_split(index: pd.DataFrame, *, column: str = "kaggle_split", val: fl
 
 def leaking_patients(index: pd.DataFrame, column: str | None = None) -> pd.DataFrame:
     """Patients (or groups) found in more than one split, with the splits they are in."""
-    col = column or _group_col(index)
+    col = column or group_column(index)
     if "split" not in index:
         raise ValueError("index has no 'split' column: split it first")
     per = index.groupby(col)["split"].agg(lambda s: sorted(set(s)))

@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from .index import SPLITS, atomic_write, check_index, check_output, write_index
+from .splits import group_column
 
 #: Ways to weight the loss for class imbalance (see `TrainConfig.loss_weighting`).
 LOSS_WEIGHTINGS = ("none", "balanced", "mistakes")
@@ -468,7 +469,7 @@ def predict_split(model, split: pd.DataFrame, classes: Sequence[str], *, cache=N
                           cache=cache, progress=False)
         proba = model.predict(ds, verbose=0)
         f = part[["path", "patient_id"]].copy()
-        f["patient_group"] = part["patient_group"] if "patient_group" in part else part["patient_id"]
+        f["patient_group"] = part[group_column(part)]
         f["split"] = s
         f["label"] = part["label"].astype(str).to_numpy()
         f["y"] = labels_to_ids(part["label"], classes)

@@ -179,12 +179,13 @@ def load_index(
     # row, so "listed but missing" counts are complete (an open, no decoding). Rows that stand
     # for files found on disk are not listings: they are not looked for again.
     listed = ~raw["reason"].isin(DISK_REASONS)
-    near = raw["near_match"] if "near_match" in raw else pd.Series(None, index=raw.index, dtype=object)
+    # rows without a near match hold NaN once sources are concatenated: "" says "none" for all
+    near = (raw["near_match"] if "near_match" in raw else pd.Series(None, index=raw.index, dtype=object)).fillna("")
     problems = {i: pr for i, p in zip(raw.index[listed], image_paths(raw.loc[listed])) if (pr := _file_problem(p))}
     if problems:
         rows = list(problems)
         raw.loc[rows, "reason"] = [problems[i][0] for i in rows]
-        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if isinstance(near[i], str) and near[i] else "") for i in rows]
+        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if near[i] else "") for i in rows]
     raw = raw.drop(columns=["near_match"], errors="ignore")
     dropped = raw["reason"].notna()
     report = raw.loc[dropped, REPORT_COLUMNS]
