@@ -270,8 +270,9 @@ class ImageCache:
 
     Each writer (one `ImageCache` object) appends raw base images to its own ``<id>.pack`` and
     one line per image (key, height, width, offset) to ``<id>.idx``, the data before its line;
-    readers load every ``.idx`` of the folder and map the packs, so reading an image copies nothing. So a
-    validation pass writes two files, not one per image, and a first epoch opens none per image.
+    readers load every ``.idx`` of the folder and map the packs read-only, so reading an image is a
+    view, not a copy. A validation pass writes two files, not one per image, and a first epoch
+    opens none per image.
     Several processes may share the folder. Keys are the file's absolute path (hashed), inode,
     byte size and mtime and the base side, so an edited or replaced file is a miss, never stale pixels (its
     old entry stays until the folder is deleted).

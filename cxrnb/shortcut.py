@@ -5,8 +5,9 @@ marker. These helpers turn that suspicion into numbers: the share of CAM energy 
 (`marker_masks` + `cxrnb.explain.energy_share`), the accuracy on the same films re-rendered
 without the marker or with it on the other class (`counterfactual_accuracy`), the accuracy with
 the lungs blanked (`blank_lungs`, after Maguolo & Nanni), and whether the image *source* alone is
-predictable (`source_split` / `train_source_classifier`, and `source_probe` from grey levels alone; the set-up of articles that took COVID
-films from one collection and normal films from another).
+predictable (`source_split` / `train_source_classifier`, and `source_probe` from grey levels
+alone: the set-up of articles that took COVID films from one collection and normal films from
+another).
 """
 from __future__ import annotations
 
