@@ -23,8 +23,10 @@ happens inside the model, so a user never has to remember it::
 * All layers live in one flat graph (backbones are built on the model's own tensors, not nested
   as a sub-model), so `last_conv_layer` and CAM tools reach every convolution by name.
 
-Custom layers are registered (package ``"cxrnb"``): ``keras.models.load_model`` works once
-``cxrnb.models`` is imported.
+Custom layers are registered (package ``"cxrnb"``) when this module is imported; `load` reads a
+saved model and its class names. Plain ``keras.saving.load_model`` in a process that has not
+imported ``cxrnb.models`` cannot rebuild them: Keras imports no module a file names except its
+own, and no built-in layer carries class names or per-image min-max scaling.
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from keras import layers, ops
 
 __all__ = [
     "MODELS", "NORMALIZATIONS", "VGG16_TRAINABLE", "IMAGENET_WEIGHTS", "build_model",
-    "model_class_names", "last_conv_layer", "imagenet_weights_file", "small_cnn", "cnn4",
+    "model_class_names", "load", "last_conv_layer", "imagenet_weights_file", "small_cnn", "cnn4",
     "compact", "resnet18", "vgg16", "densenet121", "ClassNames", "MinMaxNormalize",
     "ImageNetPreprocess",
 ]
@@ -510,6 +512,16 @@ def model_class_names(model: keras.Model) -> list[str] | None:
         if isinstance(layer, ClassNames):
             return list(layer.class_names)
     return None
+
+
+def load(path: str | os.PathLike) -> tuple[keras.Model, list[str] | None]:
+    """A saved model (a run's ``model.keras``) and its class names, in output order (None for a
+    model built without them). Not compiled: ready to predict and for CAMs; compile it to train on.
+
+    One import does it (``from cxrnb.models import load``): importing this module registers the
+    cxrnb layers the file holds, which Keras alone cannot rebuild."""
+    model = keras.saving.load_model(path, compile=False)
+    return model, model_class_names(model)
 
 
 _PASS_THROUGH = (layers.MaxPooling2D, layers.AveragePooling2D, layers.Dropout,

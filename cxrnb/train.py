@@ -525,9 +525,7 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
 
     Raises a clear error for a folder that is not a run, or whose training did not finish.
     """
-    import keras
-
-    from . import models  # noqa: F401 - registers the custom layers before loading
+    from .models import load
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -539,7 +537,7 @@ def load_run(run_dir: str | Path) -> dict[str, Any]:
     from .index import read_index
 
     return {
-        "model": keras.models.load_model(run_dir / "model.keras", compile=False),
+        "model": load(run_dir / "model.keras")[0],
         "config": TrainConfig.from_dict(info["config"]),
         "classes": info["classes"],
         "history": pd.read_csv(run_dir / "history.csv"),

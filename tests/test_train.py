@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import keras
@@ -155,6 +159,29 @@ def test_run_folder_is_complete_and_reloadable(easy_split, tmp_path):
     again = evaluate_run(run, n_boot=50)
     assert "test" in again and "val" in again
     assert len(test) == int((easy_split["split"] == "test").sum())
+
+
+def test_a_runs_model_loads_in_a_fresh_process_exactly_as_the_readme_says(easy_split, tmp_path):
+    """The README's block, verbatim, in a new interpreter whose cwd holds ``runs/r1``; before it,
+    plain Keras (no cxrnb import) fails as the README says."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"```python\n(from cxrnb\.models import load\n.*?)```", readme, re.S).group(1)
+    result = train(TrainConfig.preset("default", **TINY), easy_split, tmp_path / "runs" / "r1", n_boot=20)
+    images = np.random.default_rng(0).random((3, 48, 48, 1), dtype=np.float32)
+    np.save(tmp_path / "images.npy", images)
+    before = ("import keras, numpy as np\nimages = np.load('images.npy')\n"
+              "try:\n    keras.saving.load_model('runs/r1/model.keras')\n    plain = 'loaded'\n"
+              "except Exception as e:\n    plain = str(e)\n")
+    after = "import json\nprint(json.dumps({'plain': plain, 'classes': classes, 'proba': proba.tolist()}))\n"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | {"TF_CPP_MIN_LOG_LEVEL": "3"}
+    r = subprocess.run([sys.executable, "-c", before + block + after], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "could not be deserialized" in out["plain"]
+    assert out["classes"] == result.classes == ["effusion", "normal"]
+    expected = result.model.predict(images, verbose=0)
+    np.testing.assert_allclose(out["proba"], expected, atol=1e-5)
 
 
 def test_a_run_folder_holding_another_run_is_refused(easy_split, tmp_path):
