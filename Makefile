@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # kernel config: TensorFlow's C++ logs go to this terminal, not into notebook cells
 export IPYTHONDIR := $(CURDIR)/.ipython
 
-.PHONY: demo test lab bench wheel clean
+.PHONY: demo test lab bench wheel release-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ bench: $(STAMP)
 wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --no-deps --quiet -w dist .
 	@ls dist/*.whl
+
+# Before an upload (docs/release.md): build the wheel and the sdist afresh, check both with twine.
+release-check: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build --outdir dist .
+	$(BIN)/twine check --strict dist/*
 
 clean:
 	rm -rf $(OUT) .pytest_cache dist

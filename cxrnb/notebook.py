@@ -1,8 +1,9 @@
 """First-cell helpers of the notebooks: installing, reproducible set-up, folders, versions, the split.
 
-Each notebook's first cell installs cxrnb when it is missing (Colab, a fresh kernel); its source
-is one setting, `INSTALL_SOURCE`, copied into every notebook by `sync_notebooks` (a test checks
-the copies), and the "Open in Colab" links come from `REPOSITORY` by `colab_url`. The parameters
+Each notebook's first cell installs cxrnb when it is missing (Colab, a fresh kernel): by name and
+exact version from the package index, `INSTALL_SOURCE`, made from the package's own version and
+copied into every notebook by `sync_notebooks` (a test checks the copies). "Open in Colab" badges
+and links exist only once `REPOSITORY` names a public repository (`repository`). The parameters
 cell names a dataset and folders; `where` makes ``../outputs`` work from any working directory,
 `prepare_data` makes the embedded synthetic set when asked for it (cheaply reused on re-runs),
 or checks that a real dataset folder exists and says what to put there when it does not.
@@ -16,16 +17,22 @@ import json
 import os
 import platform
 import random
+import re
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-#: Where the repository is hosted (GitHub ``owner/name``): the install source and the Colab links.
-REPOSITORY = "cxrnb/cxrnb"
-#: What pip installs in Colab or a kernel without cxrnb: the repository (or a wheel URL an
-#: instructor hosts, see `make wheel`). The environment variable ``CXRNB_INSTALL`` overrides it.
-INSTALL_SOURCE = f"git+https://github.com/{REPOSITORY}.git"
+from . import __version__
+
+#: The public GitHub repository (``owner/name``) once there is one, or None: then no notebook
+#: carries a Colab badge and the README has no Colab column. The environment variable
+#: ``CXRNB_REPOSITORY`` sets it for one `sync_notebooks` run (see docs/release.md).
+REPOSITORY: str | None = None
+#: What pip installs in Colab or a kernel without cxrnb: this version, by name, from the package
+#: index (as d2l's notebooks pin d2l). The environment variable ``CXRNB_INSTALL`` overrides it
+#: (a wheel from `make wheel`, or a ``git+`` URL of a fork).
+INSTALL_SOURCE = f"cxrnb=={__version__}"
 #: Marks the first cell of every notebook (the install cell that `sync_notebooks` writes).
 INSTALL_TAG = "install"
 
@@ -42,39 +49,56 @@ def install_cell() -> str:
     """Source of the notebooks' first cell: install cxrnb when it is missing.
 
     The cell cannot import cxrnb, so it carries `INSTALL_SOURCE` as text; inside the repository
-    it installs the checkout instead. It says to restart the runtime when pip changed a package
-    the kernel had already imported (Colab preloads NumPy)."""
-    return f'''# Colab or a fresh kernel: install cxrnb when it is missing. The source is one setting
-# (cxrnb.notebook.INSTALL_SOURCE); CXRNB_INSTALL overrides it, e.g. a wheel from `make wheel`.
+    it installs the checkout instead. A failed install names the way out (``CXRNB_INSTALL``), and
+    the cell says to restart the runtime when pip changed a package the kernel had already
+    imported (Colab preloads NumPy)."""
+    return f'''# Colab or a fresh kernel: install cxrnb when it is missing, this version from the package index
+# (cxrnb.notebook.INSTALL_SOURCE); CXRNB_INSTALL overrides it: a wheel from `make wheel`, a git+ URL.
 import importlib.util, importlib.metadata as md, os, subprocess, sys
 if importlib.util.find_spec("cxrnb") is None:
     src = os.environ.get("CXRNB_INSTALL") or (".." if os.path.exists("../pyproject.toml") else "{INSTALL_SOURCE}")
     before = {{m: md.version(m) for m in ("numpy", "tensorflow") if importlib.util.find_spec(m)}}
-    subprocess.check_call([sys.executable, "-m", "pip", "install", "-q", *src.split()])
+    if subprocess.call([sys.executable, "-m", "pip", "install", "-q", *src.split()]):
+        raise RuntimeError(f"pip could not install {{src}}: set CXRNB_INSTALL (see the README, section Colab)")
     changed = [m for m, v in before.items() if md.version(m) != v and m in sys.modules]
     print("installed cxrnb from", src.split()[-1].rsplit("/", 1)[-1])
     if changed:
         print(f"pip changed {{', '.join(changed)}}: restart the runtime (Runtime > Restart session), then run all cells again")'''
 
 
-def colab_url(notebook: str | Path, *, branch: str = "main") -> str:
-    """The "Open in Colab" address of a notebook of this repository (from `REPOSITORY`)."""
-    return (f"https://colab.research.google.com/github/{REPOSITORY}/blob/{branch}/notebooks/"
-            f"{Path(notebook).name}")
+def repository(name: str | None = None) -> str | None:
+    """The public repository the Colab links point to: `name`, else ``CXRNB_REPOSITORY``, else
+    `REPOSITORY`; None while there is none (then no badge or link is made: none may be invented)."""
+    return name or os.environ.get("CXRNB_REPOSITORY") or REPOSITORY
 
 
-def colab_badge(notebook: str | Path) -> str:
+def colab_url(notebook: str | Path, *, repo: str | None = None, branch: str = "main") -> str:
+    """The "Open in Colab" address of a notebook of the repository (see `repository`)."""
+    repo = repository(repo)
+    if repo is None:
+        raise ValueError("no public repository is configured (cxrnb.notebook.REPOSITORY or CXRNB_REPOSITORY): "
+                         "there is no Colab address")
+    return f"https://colab.research.google.com/github/{repo}/blob/{branch}/notebooks/{Path(notebook).name}"
+
+
+#: How every Colab badge starts (the first line of a notebook's first markdown cell).
+BADGE = "[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+
+
+def colab_badge(notebook: str | Path, *, repo: str | None = None) -> str:
     """Markdown of the "Open in Colab" badge of a notebook."""
-    return (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-            f"({colab_url(notebook)})")
+    return f"{BADGE}({colab_url(notebook, repo=repo)})"
 
 
-def sync_notebooks(paths) -> list[Path]:
-    """Rewrite each notebook's install cell (tagged `INSTALL_TAG`) and Colab badge from the one
-    setting; return the notebooks that changed. The badge is the first line of the first
-    markdown cell when it starts with ``[![Open In Colab]``."""
+def sync_notebooks(paths, *, readme: str | Path | None = None, repo: str | None = None) -> list[Path]:
+    """Rewrite each notebook's install cell (tagged `INSTALL_TAG`) and Colab badge, and the Colab
+    column of `readme`'s series table, from the settings; return the files that changed.
+
+    The badge is the first line of the first markdown cell: present when `repository` names one,
+    absent otherwise, so setting the repository at release and running this adds every link."""
     import nbformat
 
+    repo = repository(repo)
     changed = []
     for path in map(Path, paths):
         nb = nbformat.read(path, as_version=4)
@@ -82,13 +106,38 @@ def sync_notebooks(paths) -> list[Path]:
         for cell in nb.cells:
             if INSTALL_TAG in cell.get("metadata", {}).get("tags", []):
                 cell.source = install_cell()
-            elif cell.cell_type == "markdown" and cell.source.startswith("[![Open In Colab]"):
-                cell.source = colab_badge(path) + cell.source[cell.source.index("\n"):] if "\n" in cell.source \
-                    else colab_badge(path)
+        intro = next((c for c in nb.cells if c.cell_type == "markdown"), None)
+        if intro is not None:
+            text = intro.source.split("\n", 1)[1].lstrip("\n") if intro.source.startswith(BADGE) else intro.source
+            intro.source = f"{colab_badge(path, repo=repo)}\n\n{text}" if repo else text
         if nbformat.writes(nb) != before:
             nbformat.write(nb, path)
             changed.append(path)
+    if readme is not None and _sync_readme(Path(readme), repo):
+        changed.append(Path(readme))
     return changed
+
+
+_COLAB_CELL = re.compile(r" \[open\]\(https://colab\.research\.google\.com/[^)]*\) \|$")
+
+
+def _sync_readme(path: Path, repo: str | None) -> bool:
+    """Give the README's series table (``| notebook | story |``) a Colab column of links when
+    `repo` is set, none otherwise; True when the file changed."""
+    lines = path.read_text().split("\n")
+    start = next(i for i, line in enumerate(lines) if line.startswith("| notebook | story |"))
+    extra = (" Colab |", " --- |") if repo else ("", "")
+    new = ["| notebook | story |" + extra[0], "| --- | --- |" + extra[1]]
+    end = start + 2
+    while end < len(lines) and lines[end].startswith("| `"):
+        row = _COLAB_CELL.sub("", lines[end])
+        name = row.split("`")[1]
+        new.append(row + (f" [open]({colab_url(name + '.ipynb', repo=repo)}) |" if repo else ""))
+        end += 1
+    if lines[start:end] == new:
+        return False
+    path.write_text("\n".join(lines[:start] + new + lines[end:]))
+    return True
 
 
 def where(path: str | Path) -> Path:

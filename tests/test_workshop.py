@@ -2,15 +2,19 @@
 notebook text backed by printed numbers, no references to notebooks that do not exist."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+import cxrnb
 import cxrnb.notebook as nb
 from cxrnb import plots
 from cxrnb.splits import leaking_patients, official_split
@@ -76,16 +80,63 @@ def test_realistic_data_is_byte_identical_for_the_same_seed(tmp_path):
     assert files and all((tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes() for f in files)
 
 
-def test_install_cells_and_colab_badges_come_from_the_one_setting(tmp_path):
+def test_install_cells_come_from_the_one_setting_and_no_colab_link_exists_without_a_repository(
+        tmp_path, monkeypatch):
+    monkeypatch.delenv("CXRNB_REPOSITORY", raising=False)
+    assert nb.REPOSITORY is None, "no public repository yet: none may be invented"
     copies = [shutil.copy(p, tmp_path / p.name) for p in NOTEBOOKS]
-    assert nb.sync_notebooks(copies) == [], "run cxrnb.notebook.sync_notebooks on notebooks/"
+    readme = shutil.copy(REPO / "README.md", tmp_path / "README.md")
+    assert nb.sync_notebooks(copies, readme=readme) == [], "run cxrnb.notebook.sync_notebooks(..., readme=README.md)"
+    assert nb.INSTALL_SOURCE == f"cxrnb=={cxrnb.__version__}"  # the package's own version
     for p in NOTEBOOKS:
         cells = json.loads(p.read_text())["cells"]
         assert "".join(cells[1]["source"]) == nb.install_cell()
-        assert nb.colab_url(p) in "".join(cells[0]["source"])
-    assert nb.INSTALL_SOURCE.count(nb.REPOSITORY) == 1
-    readme = (REPO / "README.md").read_text()
-    assert all(nb.colab_url(p) in readme for p in NOTEBOOKS)
+        assert "colab.research.google.com" not in p.read_text()
+    assert "colab.research.google.com" not in (REPO / "README.md").read_text()
+    with pytest.raises(ValueError, match="no public repository"):
+        nb.colab_url(NOTEBOOKS[0])
+
+
+def test_setting_the_repository_adds_every_badge_and_readme_link_and_unsetting_removes_them(
+        tmp_path, monkeypatch):
+    copies = [Path(shutil.copy(p, tmp_path / p.name)) for p in NOTEBOOKS]
+    readme = Path(shutil.copy(REPO / "README.md", tmp_path / "README.md"))
+    monkeypatch.setenv("CXRNB_REPOSITORY", "someone/cxrnb")  # as at release time
+    assert nb.sync_notebooks(copies, readme=readme) == [*copies, readme]
+    table = [line for line in readme.read_text().splitlines() if line.startswith("| `0")]
+    assert len(table) == len(NOTEBOOKS)
+    for p in copies:
+        first = "".join(json.loads(p.read_text())["cells"][0]["source"])
+        url = f"https://colab.research.google.com/github/someone/cxrnb/blob/main/notebooks/{p.name}"
+        assert first.startswith(f"{nb.BADGE}({url})\n\n# {p.name[:2]} ")
+        assert sum(row.endswith(f"| [open]({url}) |") for row in table) == 1
+    assert nb.sync_notebooks(copies, readme=readme) == []  # idempotent
+    monkeypatch.delenv("CXRNB_REPOSITORY")
+    nb.sync_notebooks(copies, readme=readme)
+    assert readme.read_text() == (REPO / "README.md").read_text()
+    for p, original in zip(copies, NOTEBOOKS):
+        assert json.loads(p.read_text()) == json.loads(original.read_text())
+
+
+@pytest.mark.parametrize("env,cwd,source", [
+    ({}, "outside", f"cxrnb=={cxrnb.__version__}"),
+    ({"CXRNB_INSTALL": "--no-deps /w/cxrnb-9-py3-none-any.whl"}, "outside", "--no-deps /w/cxrnb-9-py3-none-any.whl"),
+    ({}, "notebooks", ".."),
+])
+def test_install_cell_installs_the_pinned_version_unless_overridden_or_in_the_checkout(
+        env, cwd, source, tmp_path, monkeypatch, capsys):
+    calls = []
+    monkeypatch.delenv("CXRNB_INSTALL", raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.chdir(tmp_path if cwd == "outside" else REPO / "notebooks")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "cxrnb" else object())
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    exec(nb.install_cell(), {})
+    assert calls == [[sys.executable, "-m", "pip", "install", "-q", *source.split()]]
+    monkeypatch.setattr(subprocess, "call", lambda cmd: 1)
+    with pytest.raises(RuntimeError, match=f"pip could not install {re.escape(source)}: set CXRNB_INSTALL"):
+        exec(nb.install_cell(), {})
 
 
 def test_where_keeps_outputs_inside_the_working_directory_outside_the_repository(tmp_path, monkeypatch):
