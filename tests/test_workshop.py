@@ -213,6 +213,22 @@ def test_notebooks_open_with_objectives_prerequisites_time_and_end_with_recap_an
             assert part in md, f"{p.name} lacks {part!r}"
 
 
+def test_notebooks_state_the_times_of_docs_workshop():
+    """A notebook that says how long it takes to work through says what docs/workshop.md's table
+    says, alone and in the plans."""
+    rows = {m[0]: m[1:] for m in re.findall(r"\| `(\d\d)_\w+` \|[^|]*\| (\d+–\d+) min with exercises \| (\d+) min",
+                                             (REPO / "docs" / "workshop.md").read_text())}
+    assert sorted(rows) == [p.name[:2] for p in NOTEBOOKS]
+    stated = 0
+    for p in NOTEBOOKS:
+        md = "".join("".join(c["source"]) for c in json.loads(p.read_text())["cells"] if c["cell_type"] == "markdown")
+        found = re.search(r"(\d+–\d+) minutes to work through.*?about (\d+) minutes in the workshop plans", md, re.S)
+        if "minutes to work through" in md:
+            assert found and found.groups() == rows[p.name[:2]], p.name
+            stated += 1
+    assert stated >= 2
+
+
 def test_workshop_docs_hold_plans_times_and_a_glossary():
     plan = (REPO / "docs" / "workshop.md").read_text()
     for part in ("Half-day", "Full-day", "Colab", "01_data_exploration", "02_augmentation_preview"):
