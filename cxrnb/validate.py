@@ -88,7 +88,8 @@ def _check_one(path: Path, cache: ImageCache | None, max_pixels: int) -> dict:
     digest = hashlib.sha1(base)  # the base's bytes, then its shape: no copy of the pixels
     digest.update(bytes(str(base.shape), "ascii"))
     suffix = path.suffix.lower().lstrip(".")
-    ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}.get(suffix) in (None, info.format)
+    ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "dcm": "DICOM", "dicom": "DICOM",
+              "dic": "DICOM"}.get(suffix) in (None, info.format)
     return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
             "bit_depth": info.bit_depth, "extension_matches": ext_ok,
             "pixel_hash": digest.hexdigest()[:16]}
