@@ -255,9 +255,11 @@ def write_dicom(path: str | Path, gray: np.ndarray, *, patient_id: str | None, v
     ds.SeriesInstanceUID = _uid(seed, patient_id, "series", study)
     ds.Modality, ds.ConversionType, ds.BodyPartExamined = modality, "WSD", "CHEST"
     ds.StudyDate, ds.StudyTime = "19010101", "000000.00"
-    for kw, v in (("PatientID", patient_id), ("ViewPosition", view), ("PatientSex", sex), ("PatientAge", age)):
-        if v is not None:
-            setattr(ds, kw, v)
+    with warnings.catch_warnings():  # RSNA writes ages as bare '32', not the standard '032Y'
+        warnings.simplefilter("ignore", UserWarning)
+        for kw, v in (("PatientID", patient_id), ("ViewPosition", view), ("PatientSex", sex), ("PatientAge", age)):
+            if v is not None:
+                setattr(ds, kw, v)
     for kw, v in (identifiers or {}).items():
         setattr(ds, kw, v)
     if pixels:
@@ -284,5 +286,6 @@ def write_dicom(path: str | Path, gray: np.ndarray, *, patient_id: str | None, v
             if compression == "rle":
                 ds.compress(RLELossless, encoding_plugin="pydicom")
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))
     return path
