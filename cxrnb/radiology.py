@@ -186,9 +186,12 @@ def read_dicom_folder(
     """
     root = Path(root)
     rows, report = [], []
+    own_masks = (root / "synthetic.csv").is_file()  # a cxrnb.synthetic set's masks/ are not films
     for rel, reason, detail in S._scan(root):
         parts = rel.split("/")
         p = root / rel
+        if own_masks and parts[0] == "masks":
+            continue
         dicom = reason in (None, "not an image file") and is_dicom(p)
         named = os.path.splitext(rel)[1].lower() in DICOM_EXTENSIONS
         if len(parts) == 1:
@@ -225,4 +228,186 @@ def read_dicom_folder(
     return out
 
 
-S.READERS.update({"rsna-pneumonia": read_rsna_pneumonia, "dicom": read_dicom_folder})
+#: The 14 observations of the CheXpert labeler (CheXpert and MIMIC-CXR-JPG label files).
+CHEXPERT_FINDINGS = ("No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Opacity", "Lung Lesion",
+                     "Edema", "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion",
+                     "Pleural Other", "Fracture", "Support Devices")
+#: What an uncertain (-1) mention becomes: dropped and reported, a positive (U-Ones) or a negative (U-Zeros).
+UNCERTAINTY_POLICIES = ("ignore", "positive", "negative")
+
+
+def _check_findings_task(source: str, finding: str, negative: str, uncertain: str) -> str:
+    """The finding's column name; errors list the choices."""
+    known = {f.lower(): f for f in CHEXPERT_FINDINGS if f != "No Finding"}
+    if not isinstance(finding, str) or finding.lower() not in known:
+        raise ValueError(f"{source}: unknown finding {finding!r}; choose from {list(known.values())}")
+    if negative not in ("no finding", "rest"):
+        raise ValueError(f"{source}: negative must be 'no finding' or 'rest', not {negative!r}")
+    if uncertain not in UNCERTAINTY_POLICIES:
+        raise ValueError(f"{source}: unknown uncertainty policy {uncertain!r}; choose from {list(UNCERTAINTY_POLICIES)}")
+    return known[finding.lower()]
+
+
+def _findings_task(df: pd.DataFrame, labels: pd.DataFrame, column: str, negative: str, uncertain: str,
+                   where: pd.Series, notes: list[str], source: str) -> None:
+    """Label `df` (in place) from CheXpert-style columns: 1 positive, 0 negative, -1 uncertain,
+    blank not mentioned. Uncertain rows follow `uncertain`; "ignore" reports each one."""
+    def value(col: str) -> pd.Series:
+        v = pd.to_numeric(labels[col], errors="coerce") if col in labels else pd.Series(np.nan, index=labels.index)
+        return pd.Series(v.to_numpy(), index=df.index)
+
+    pos, nofind = value(column), value("No Finding")
+    unsure = pos == -1
+    positive = (pos == 1) | (unsure & (uncertain == "positive"))
+    name = column.lower().replace(" ", "_")
+    neg_name = "normal" if negative == "no finding" else "other"
+    neg = (nofind == 1) if negative == "no finding" else ~positive
+    df["label"] = np.where(positive, name, np.where(neg & ~(unsure & (uncertain == "ignore")), neg_name, None))
+    df[name] = pos.to_numpy()
+    if uncertain == "ignore":
+        S._drop(df, unsure, "uncertain label", f"{column} = -1 (uncertain) in " + where
+                + f"; uncertainty policy 'ignore' (others: {list(UNCERTAINTY_POLICIES[1:])})")
+    elif unsure.any():
+        notes.append(f"{source}: {int(unsure.sum())} uncertain (-1) {column} mention(s) counted as {uncertain} "
+                     f"(uncertainty policy {uncertain!r})")
+    S._drop(df, df["label"].isna(), "label outside task",
+            f"{column} " + pos.map(lambda v: "blank" if pd.isna(v) else f"{v:g}").astype(str)
+            + ", No Finding " + nofind.map(lambda v: "blank" if pd.isna(v) else f"{v:g}").astype(str)
+            + f" (task: {column} vs " + ("No Finding)" if negative == "no finding" else "the rest)"))
+
+
+def _chexpert_base(root: Path) -> Path:
+    """The folder holding train.csv / valid.csv: root or root/CheXpert-v1.0(-small)."""
+    for cand in (root, root / "CheXpert-v1.0-small", root / "CheXpert-v1.0"):
+        if (cand / "train.csv").is_file() or (cand / "valid.csv").is_file():
+            return cand
+    raise FileNotFoundError(f"{root}: no train.csv or valid.csv here or under CheXpert-v1.0(-small)/")
+
+
+def read_chexpert(
+    root: str | Path,
+    *,
+    finding: str = "Pleural Effusion",
+    negative: str = "no finding",
+    uncertain: str = "ignore",
+    views: Sequence[str] | None = S.FRONTAL_VIEWS,
+) -> pd.DataFrame:
+    """Rows of CheXpert (``train.csv`` + ``valid.csv``, paths ``CheXpert-v1.0(-small)/train/patient00001/study1/view1_frontal.jpg``).
+
+    A binary task like NIH's: `finding` (one of `CHEXPERT_FINDINGS`) against ``No Finding``
+    (``normal``) or every other film (``other``, `negative="rest"`). `uncertain` is the policy
+    for -1 mentions (`UNCERTAINTY_POLICIES`; "ignore" reports each such row). Lateral films are
+    view ``L``; frontal ones take their ``AP/PA`` value. Patient id and study come from the path;
+    ``official_split`` is ``train`` (train.csv) or ``val`` (valid.csv).
+    """
+    root = Path(root)
+    column = _check_findings_task("chexpert", finding, negative, uncertain)
+    base = _chexpert_base(root)
+    frames, bad = [], []
+    for name, split in (("train.csv", "train"), ("valid.csv", "val")):
+        if (base / name).is_file():
+            meta, b = S._read_csv(base / name, base)
+            if "Path" not in meta:
+                raise ValueError(f"{base / name}: need a 'Path' column; found {[c for c in meta.columns if c != 'csv_row']}")
+            frames.append(meta.assign(official_split=split, _where=f"{name} line " + meta["csv_row"].astype(str)))
+            bad.append(b)
+    meta = pd.concat(frames, ignore_index=True)
+    parts = meta["Path"].str.split("/", n=1)
+    path = [p[1] if len(p) == 2 and p[0].lower().startswith("chexpert") else p[0] if len(p) == 1 else "/".join(p)
+            for p in parts]
+    pid = meta["Path"].str.extract(r"(patient\d+)", expand=False)
+    study = meta["Path"].str.extract(r"(patient\d+/study\d+)", expand=False)
+    lateral = S._column(meta, "Frontal/Lateral").str.lower().eq("lateral")
+    view = S._column(meta, "AP/PA").replace("", None).where(~lateral, "L")
+    n = len(meta)
+    df = S._frame({"path": path, "patient_id": pid, "view": view, "source": "chexpert", "root": str(base),
+                   "study": study, "sex": S._column(meta, "Sex").replace("", None),
+                   "age": pd.to_numeric(S._column(meta, "Age"), errors="coerce"),
+                   "official_split": meta["official_split"]}, n)
+    notes: list[str] = []
+    S._drop(df, df["patient_id"].isna(), "no patient id", "no patientNNNNN in Path " + meta["Path"])
+    S._filter_views(df, views)
+    _findings_task(df, meta, column, negative, uncertain, meta["_where"], notes, "chexpert")
+    unlisted, outside = S._unlisted(df, base, "chexpert")
+    out = pd.concat([df, *bad, unlisted], ignore_index=True)
+    out.attrs["notes"] = notes + S._outside_note(outside, base)
+    return out
+
+
+_MIMIC = "mimic-cxr-2.0.0-"
+
+
+def _mimic_csv(root: Path, kind: str, required: bool = True) -> pd.DataFrame | None:
+    """``mimic-cxr-2.0.0-<kind>.csv`` (or ``.csv.gz``, as released) read as text, fast (pandas' C parser)."""
+    for name in (f"{_MIMIC}{kind}.csv", f"{_MIMIC}{kind}.csv.gz"):
+        if (root / name).is_file():
+            try:
+                return pd.read_csv(root / name, dtype=str, keep_default_na=False, index_col=False)
+            except (pd.errors.ParserError, UnicodeDecodeError, EOFError, OSError) as e:
+                raise ValueError(f"{root / name}: cannot parse the CSV ({type(e).__name__}: {e})") from None
+    if required:
+        raise FileNotFoundError(f"{root}: {_MIMIC}{kind}.csv(.gz) not found (MIMIC-CXR-JPG)")
+    return None
+
+
+def read_mimic_cxr_jpg(
+    root: str | Path,
+    *,
+    finding: str = "Pleural Effusion",
+    negative: str = "no finding",
+    uncertain: str = "ignore",
+    labeler: str = "chexpert",
+    views: Sequence[str] | None = S.FRONTAL_VIEWS,
+) -> pd.DataFrame:
+    """Rows of MIMIC-CXR-JPG: ``mimic-cxr-2.0.0-metadata.csv`` joined by study with the
+    ``-chexpert.csv`` (or ``-negbio.csv``, `labeler`) labels; images ``files/p10/p10000032/s50414267/<dicom_id>.jpg``.
+
+    Patient = ``subject_id``, ``study`` = ``study_id``, view from ViewPosition (``LATERAL``/``LL``
+    filtered by `views`). The task is `read_chexpert`'s (`finding`, `negative`, `uncertain`).
+    ``-split.csv``, when present, gives ``official_split`` (train / val / test; use
+    `cxrnb.splits.official_split`, which warns about patients found in two splits). Vectorised:
+    pixels are not read here, and 377,110 rows take seconds.
+    """
+    root = Path(root)
+    column = _check_findings_task("mimic-cxr-jpg", finding, negative, uncertain)
+    if labeler not in ("chexpert", "negbio"):
+        raise ValueError(f"mimic-cxr-jpg: labeler must be 'chexpert' or 'negbio', not {labeler!r}")
+    meta = _mimic_csv(root, "metadata")
+    need = ["dicom_id", "subject_id", "study_id"]
+    if any(c not in meta for c in need):
+        raise ValueError(f"{root / (_MIMIC + 'metadata.csv')}: need columns {need}; found {list(meta.columns)}")
+    labels = _mimic_csv(root, labeler)
+    dup = labels.duplicated("study_id", keep=False)
+    if dup.any():
+        raise ValueError(f"{_MIMIC}{labeler}.csv: study_id {labels.loc[dup, 'study_id'].iloc[0]} is listed "
+                         f"{int((labels['study_id'] == labels.loc[dup, 'study_id'].iloc[0]).sum())} times; one row per study expected")
+    joined = meta[need + [c for c in ("ViewPosition",) if c in meta]].merge(
+        labels.drop(columns=["subject_id"], errors="ignore"), on="study_id", how="left", indicator=True)
+    sid, st = joined["subject_id"], joined["study_id"]
+    path = "files/p" + sid.str[:2] + "/p" + sid + "/s" + st + "/" + joined["dicom_id"] + ".jpg"
+    n = len(joined)
+    df = S._frame({"path": path, "patient_id": sid, "view": S._column(joined, "ViewPosition").replace("", None),
+                   "source": "mimic-cxr-jpg", "root": str(root), "study": st, "dicom_id": joined["dicom_id"]}, n)
+    split = _mimic_csv(root, "split", required=False)
+    if split is not None:
+        df["official_split"] = joined["dicom_id"].map(split.set_index("dicom_id")["split"]) \
+            .replace({"validate": "val"}).to_numpy()
+    notes: list[str] = []
+    where = "metadata row " + pd.Series(np.arange(2, n + 2), index=df.index).astype(str)
+    S._filter_views(df, views)
+    S._drop(df, pd.Series((joined["_merge"] == "left_only").to_numpy(), index=df.index), "no label",
+            "study s" + st + f" has no row in {_MIMIC}{labeler}.csv")
+    _findings_task(df, joined, column, negative, uncertain, where, notes, "mimic-cxr-jpg")
+    if (root / "files").is_dir():
+        unlisted, outside = S._unlisted(df, root, "mimic-cxr-jpg")
+    else:
+        unlisted, outside = S._disk_rows([], "mimic-cxr-jpg", root), []
+        notes.append(f"{root}: no files/ folder: the images are not there (every row will be a missing file)")
+        df["near_match"] = None
+    out = pd.concat([df, unlisted], ignore_index=True)
+    out.attrs["notes"] = notes + S._outside_note(outside, root)
+    return out
+
+
+S.READERS.update({"rsna-pneumonia": read_rsna_pneumonia, "dicom": read_dicom_folder, "chexpert": read_chexpert,
+                  "mimic-cxr-jpg": read_mimic_cxr_jpg})
