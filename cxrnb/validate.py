@@ -148,6 +148,33 @@ def _dedupe_listings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list
     return df, df.iloc[:0][["path", "source"]].assign(reason=[], detail=[]), []
 
 
+def _conflicting_listings(raw: pd.DataFrame) -> None:
+    """Mark every listing of a file whose listings disagree (in place): not trained on under either.
+
+    covid-chestxray lists some files twice with different findings; which is right is unknown.
+    The rows are compared by ``finding`` when the source has it, else by task label; the
+    detail names each listing (CSV line, patient, finding). Rows already dropped keep their reason.
+    """
+    listed = ~raw["reason"].isin(DISK_REASONS)
+    if not listed.any():
+        return
+    sub = raw[listed]
+    what = (sub["finding"] if "finding" in sub else sub["label"]).fillna("(blank)").astype(str)
+    key = sub["root"].astype(str) + "/" + sub["path"].astype(str)
+    bad = what.groupby(key).transform("nunique") > 1
+    if not bad.any():
+        return
+    line = ("line " + sub["csv_row"].astype(str) + ", ") if "csv_row" in sub else ""
+    desc = line + "patient " + sub["patient_id"].astype(str) + ": " + what
+    listing = desc[bad].groupby(key[bad]).agg("; ".join)
+    rows = bad[bad].index
+    detail = "listed " + key[bad].map(key.value_counts()).astype(str) + " times with different findings (" \
+        + key[bad].map(listing) + "): which is right is unknown, so the film is not used under either"
+    todo = rows[raw.loc[rows, "reason"].isna()]
+    raw.loc[todo, "reason"] = "conflicting listings"
+    raw.loc[todo, "detail"] = detail[todo]
+
+
 def duplicate_pixels(index: pd.DataFrame) -> pd.DataFrame:
     """Rows whose pixels occur more than once (same ``pixel_hash``), sorted by hash."""
     if "pixel_hash" not in index:
@@ -188,6 +215,7 @@ def load_index(
         raw.loc[rows, "reason"] = [problems[i][0] for i in rows]
         raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if near[i] else "") for i in rows]
     raw = raw.drop(columns=["near_match"], errors="ignore")
+    _conflicting_listings(raw)
     dropped = raw["reason"].notna()
     report = raw.loc[dropped, REPORT_COLUMNS]
     kept = raw.loc[~dropped].drop(columns=["reason", "detail"])
