@@ -284,7 +284,7 @@ def write_dicom(path: str | Path, gray: np.ndarray, *, patient_id: str | None, v
             ds.PixelData = np.ascontiguousarray(np.repeat(arr[None], frames, 0) if frames > 1 else arr).tobytes()
             ds["PixelData"].VR = "OB" if bits <= 8 else "OW"
             if compression == "rle":
-                ds.compress(RLELossless, encoding_plugin="pydicom")
+                ds.compress(RLELossless, encoding_plugin="pydicom", generate_instance_uid=False)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: ds.save_as(tmp, enforce_file_format=True))

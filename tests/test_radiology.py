@@ -153,3 +153,118 @@ def test_real_rsna_subset(shared_data):
     pos = (idx["label"] == "pneumonia").to_numpy()
     assert masks[pos].any(axis=(1, 2)).all() and not masks[~pos].any()
     assert 0.02 < masks[pos].mean() / 255 < 0.5  # boxes cover part of the film, not all of it
+
+
+CHEXPERT_HEAD = ("Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,"
+                 "Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,"
+                 "Fracture,Support Devices\n")
+
+
+def _chexpert_row(path, view="AP", lateral=False, nofind="", effusion=""):
+    v = ["" for _ in range(14)]
+    v[0], v[10] = nofind, effusion
+    return f"CheXpert-v1.0-small/{path},Female,68,{'Lateral' if lateral else 'Frontal'},{'' if lateral else view}," \
+        + ",".join(v) + "\n"
+
+
+@pytest.fixture
+def chexpert_root(tmp_path, write_image):
+    base = tmp_path / "CheXpert-v1.0-small"
+    rows = [("train/patient00001/study1/view1_frontal.jpg", {"effusion": "1.0"}),
+            ("train/patient00001/study1/view2_lateral.jpg", {"effusion": "1.0", "lateral": True}),
+            ("train/patient00002/study1/view1_frontal.jpg", {"effusion": "-1.0"}),
+            ("train/patient00003/study2/view1_frontal.jpg", {"nofind": "1.0", "view": "PA"}),
+            ("train/patient00004/study1/view1_frontal.jpg", {"effusion": "0.0"}),
+            ("train/patient00005/study1/view1_frontal.jpg", {"nofind": "1.0"})]  # listed, not on disk
+    base.mkdir()
+    (base / "train.csv").write_text(CHEXPERT_HEAD + "".join(_chexpert_row(p, **kw) for p, kw in rows))
+    (base / "valid.csv").write_text(CHEXPERT_HEAD + _chexpert_row("valid/patient64541/study1/view1_frontal.jpg",
+                                                                  nofind="1.0"))
+    for i, (p, _) in enumerate(rows[:5]):
+        write_image(base / p, fmt="JPEG", seed=i)
+    write_image(base / "valid/patient64541/study1/view1_frontal.jpg", fmt="JPEG", seed=9)
+    return tmp_path
+
+
+@pytest.mark.parametrize("policy, effusion", [("ignore", 1), ("positive", 2), ("negative", 1)])
+def test_chexpert_uncertainty_policy(chexpert_root, policy, effusion):
+    res = load_index("chexpert", chexpert_root, uncertain=policy, progress=False)
+    idx = res.index.set_index("path")
+    assert (idx["label"] == "pleural_effusion").sum() == effusion
+    assert idx.loc["train/patient00003/study2/view1_frontal.jpg", "patient_id"] == "patient00003"
+    assert idx.loc["train/patient00003/study2/view1_frontal.jpg", "view"] == "PA"
+    assert idx.loc["valid/patient64541/study1/view1_frontal.jpg", "official_split"] == "val"
+    rep = res.report.set_index("path")
+    assert rep.loc["train/patient00005/study1/view1_frontal.jpg", "reason"] == "missing file"
+    assert rep.loc["train/patient00001/study1/view2_lateral.jpg", "reason"] == "filtered: view"
+    unsure = rep.loc["train/patient00002/study1/view1_frontal.jpg"] if policy != "positive" else None
+    if policy == "ignore":
+        assert unsure["reason"] == "uncertain label" and "train.csv line 4" in unsure["detail"]
+    elif policy == "positive":
+        assert idx.loc["train/patient00002/study1/view1_frontal.jpg", "label"] == "pleural_effusion"
+        assert any("counted as positive" in n for n in res.notes)
+    else:  # a -1 counted as 0 is still not 'No Finding': outside an effusion-vs-normal task
+        assert unsure["reason"] == "label outside task"
+    rest, _ = load_index("chexpert", chexpert_root, uncertain=policy, negative="rest", progress=False)
+    assert set(rest["label"]) == {"pleural_effusion", "other"}
+
+
+def test_chexpert_and_mimic_reject_unknown_options(chexpert_root, tmp_path):
+    with pytest.raises(ValueError, match=r"unknown uncertainty policy 'maybe'; choose from \['ignore', 'positive', 'negative'\]"):
+        read_source("chexpert", chexpert_root, uncertain="maybe")
+    with pytest.raises(ValueError, match="unknown finding"):
+        read_source("chexpert", chexpert_root, finding="Effusion")
+    with pytest.raises(ValueError, match="unknown uncertainty policy"):
+        read_source("mimic-cxr-jpg", tmp_path, uncertain="U-Ones")
+
+
+MIMIC_META = ("dicom_id,subject_id,study_id,ViewPosition\n"
+              "d1,10000032,50414267,PA\nd2,10000032,50414267,LATERAL\nd3,10000032,53189527,AP\n"
+              "d4,10000764,57375967,AP\nd5,10000898,50771383,PA\nd6,10000935,99999999,PA\n")
+MIMIC_LABELS = ("subject_id,study_id,Atelectasis,Pleural Effusion,No Finding\n"
+                "10000032,50414267,,,1.0\n10000032,53189527,,1.0,\n10000764,57375967,1.0,-1.0,\n"
+                "10000898,50771383,,0.0,1.0\n")
+MIMIC_SPLIT = ("dicom_id,study_id,subject_id,split\nd1,50414267,10000032,train\nd2,50414267,10000032,train\n"
+               "d3,53189527,10000032,test\nd4,57375967,10000764,validate\nd5,50771383,10000898,train\n"
+               "d6,99999999,10000935,train\n")
+
+
+@pytest.fixture
+def mimic_root(tmp_path, write_image):
+    import gzip
+
+    (tmp_path / "mimic-cxr-2.0.0-metadata.csv.gz").write_bytes(gzip.compress(MIMIC_META.encode()))  # as released
+    (tmp_path / "mimic-cxr-2.0.0-chexpert.csv").write_text(MIMIC_LABELS)
+    (tmp_path / "mimic-cxr-2.0.0-negbio.csv").write_text(MIMIC_LABELS.replace("10000764,57375967,1.0,-1.0,",
+                                                                              "10000764,57375967,1.0,1.0,"))
+    (tmp_path / "mimic-cxr-2.0.0-split.csv").write_text(MIMIC_SPLIT)
+    for i, (d, s, st) in enumerate([("d1", "10000032", "50414267"), ("d2", "10000032", "50414267"),
+                                    ("d3", "10000032", "53189527"), ("d4", "10000764", "57375967"),
+                                    ("d5", "10000898", "50771383"), ("d6", "10000935", "99999999")]):
+        write_image(tmp_path / f"files/p{s[:2]}/p{s}/s{st}/{d}.jpg", fmt="JPEG", seed=i)
+    return tmp_path
+
+
+def test_mimic_reader_joins_labels_by_study_and_keeps_the_official_split(mimic_root):
+    import warnings
+
+    from cxrnb.splits import official_split
+
+    res = load_index("mimic-cxr-jpg", mimic_root, progress=False)
+    idx = res.index.set_index("dicom_id")
+    assert idx["label"].to_dict() == {"d1": "normal", "d3": "pleural_effusion", "d5": "normal"}
+    assert idx.loc["d1", "path"] == "files/p10/p10000032/s50414267/d1.jpg"
+    assert idx.loc["d3", "patient_id"] == "10000032" and idx.loc["d3", "study"] == "53189527"
+    assert idx["official_split"].to_dict() == {"d1": "train", "d3": "test", "d5": "train"}
+    rep = res.report.set_index("path")["reason"]
+    assert rep["files/p10/p10000032/s50414267/d2.jpg"] == "filtered: view"  # LATERAL
+    assert rep["files/p10/p10000764/s57375967/d4.jpg"] == "uncertain label"
+    assert rep["files/p10/p10000935/s99999999/d6.jpg"] == "no label"  # study missing from the labels
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        split = official_split(res.index, val=0.0)
+    assert any("10000032" in str(w.message) for w in caught)  # subject in train and test: the leak check
+    fixed = official_split(res.index, val=0.0, fix_leaks=True)
+    assert fixed.groupby("patient_id")["split"].nunique().max() == 1 and len(split) == 3
+    neg, _ = load_index("mimic-cxr-jpg", mimic_root, labeler="negbio", progress=False)
+    assert neg.set_index("dicom_id").loc["d4", "label"] == "pleural_effusion"
