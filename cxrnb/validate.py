@@ -35,8 +35,9 @@ class LoadResult:
     def __post_init__(self) -> None:
         # error texts quote absolute paths (OSError): keep a user's folders out of the report
         if "detail" in self.report and len(self.report):
-            self.report = self.report.assign(detail=self.report["detail"].map(
-                lambda d: scrub_paths(d) if isinstance(d, str) else d))
+            # once per distinct text: a 377,110-row MIMIC report holds a handful of them
+            clean = {d: scrub_paths(d) for d in self.report["detail"].dropna().unique() if isinstance(d, str)}
+            self.report = self.report.assign(detail=self.report["detail"].map(lambda d: clean.get(d, d)))
 
     def __iter__(self):  # allows `index, report = load_index(...)`
         return iter((self.index, self.report))
@@ -62,7 +63,7 @@ class NoImagesError(ValueError):
         self.result = result
 
 
-def _file_problem(path: Path) -> tuple[str, str] | None:
+def _file_problem(path: str | Path) -> tuple[str, str] | None:
     """(reason, detail) when `path` cannot be opened for reading, else None (no decoding)."""
     try:
         with open(path, "rb"):
@@ -209,11 +210,12 @@ def load_index(
     listed = ~raw["reason"].isin(DISK_REASONS)
     # rows without a near match hold NaN once sources are concatenated: "" says "none" for all
     near = (raw["near_match"] if "near_match" in raw else pd.Series(None, index=raw.index, dtype=object)).fillna("")
-    problems = {i: pr for i, p in zip(raw.index[listed], image_paths(raw.loc[listed])) if (pr := _file_problem(p))}
+    files = raw.loc[listed, "root"].astype(str) + "/" + raw.loc[listed, "path"].astype(str)  # as `image_paths`, as text
+    problems = {i: pr for i, p in zip(files.index, files) if (pr := _file_problem(p))}
     if problems:
         rows = list(problems)
         raw.loc[rows, "reason"] = [problems[i][0] for i in rows]
-        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if near[i] else "") for i in rows]
+        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {m}" if m else "") for i, m in zip(rows, near.loc[rows].to_numpy())]
     raw = raw.drop(columns=["near_match"], errors="ignore")
     _conflicting_listings(raw)
     dropped = raw["reason"].notna()
