@@ -149,11 +149,40 @@ def to_uint8(arr: np.ndarray, ds) -> np.ndarray:
     return out
 
 
-def read_pixels(path: str | Path, max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
+def _jpeg_frame(ds, side: int | None) -> np.ndarray | None:
+    """A JPEG Baseline 8-bit grey frame decoded by Pillow (draft-reduced for base side `side`,
+    exactly as a JPEG file is), or None when the file is not that case or Pillow refuses it.
+
+    This is the common case (every real RSNA file) and libjpeg's reduced decoding makes it as
+    cheap as a JPEG file; other syntaxes go through pydicom's decoders (pylibjpeg).
+    """
+    import io
+
+    from PIL import Image
+    from pydicom.encaps import generate_frames
+    from pydicom.uid import JPEGBaseline8Bit
+
+    if ds.file_meta.get("TransferSyntaxUID") != JPEGBaseline8Bit or int(ds.get("SamplesPerPixel", 1)) != 1:
+        return None
+    try:
+        frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+        with Image.open(io.BytesIO(frame)) as img:
+            if img.mode != "L":
+                return None
+            if side is not None:
+                img.draft("L", (side, side))
+            return np.asarray(img)
+    except (OSError, ValueError, StopIteration, SyntaxError):
+        return None  # let pydicom's decoder say what is wrong
+
+
+def read_pixels(path: str | Path, max_pixels: int | None = None, side: int | None = None
+                ) -> tuple[np.ndarray, dict]:
     """(8-bit gray array, facts) of a one-frame DICOM image; `DicomError` for every bad case.
 
     Facts: ``width, height, bit_depth`` (BitsStored) and ``mode`` (the PhotometricInterpretation).
-    Bad cases: more pixels than `max_pixels` (from the header, before decoding), no pixel data (a structured report, a DICOMDIR), multi-frame, a transfer syntax
+    `side` lets a JPEG Baseline file decode at reduced size (see `_jpeg_frame`; the result's
+    shorter side stays at least `side`). Bad cases: more pixels than `max_pixels` (from the header, before decoding), no pixel data (a structured report, a DICOMDIR), multi-frame, a transfer syntax
     with no decoder installed (the detail names the package), a truncated or corrupt file.
     """
     ds = _dcmread(path)
@@ -170,8 +199,9 @@ def read_pixels(path: str | Path, max_pixels: int | None = None) -> tuple[np.nda
     rows, cols = int(ds.get("Rows", 0)), int(ds.get("Columns", 0))
     if max_pixels is not None and rows * cols > max_pixels:
         raise DicomError("decompression bomb", f"{cols}x{rows} = {rows * cols:,} pixels exceeds the limit of {max_pixels:,}")
+    arr = _jpeg_frame(ds, side)
     try:
-        arr = ds.pixel_array
+        arr = ds.pixel_array if arr is None else arr
     except (RuntimeError, NotImplementedError) as e:
         if "missing dependencies" in str(e) or "no pixel data decoders" in str(e).lower() \
                 or isinstance(e, NotImplementedError):

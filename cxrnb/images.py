@@ -181,8 +181,8 @@ def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) 
     if nbytes == 0:
         raise ImageError(path, "empty file", "zero bytes")
     if is_dicom(path):
-        gray = _decode_dicom(path, max_pixels, min_side)
-        info = ImageInfo(gray.width, gray.height, gray.info["mode"], "DICOM", gray.info["bit_depth"])
+        gray = _decode_dicom(path, side, max_pixels, min_side)
+        info = ImageInfo(gray.info["width"], gray.info["height"], gray.info["mode"], "DICOM", gray.info["bit_depth"])
     else:
         gray, info = _decode_pil(path, side, max_pixels, min_side, nbytes)
     k = 1 if side is None else min(gray.size) // side
@@ -191,19 +191,19 @@ def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) 
     return np.asarray(gray, dtype=np.uint8), info
 
 
-def _decode_dicom(path: Path, max_pixels: int, min_side: int) -> Image.Image:
+def _decode_dicom(path: Path, side: int | None, max_pixels: int, min_side: int) -> Image.Image:
     """A DICOM file as an 8-bit "L" image (`cxrnb.dicom.read_pixels`); facts in ``.info``."""
     from .dicom import DicomError, read_pixels
 
     try:
-        arr, facts = read_pixels(path, max_pixels)
+        arr, facts = read_pixels(path, max_pixels, side)
     except DicomError as e:
         raise ImageError(path, e.reason, e.detail) from None
-    h, w = arr.shape
+    h, w = facts["height"], facts["width"]  # stored size (a JPEG frame may be draft-reduced)
     if min(w, h) < min_side:
         raise ImageError(path, "too small", f"{w}x{h}, need at least {min_side} px a side")
     img = Image.fromarray(arr)
-    img.info.update(mode=facts["mode"], bit_depth=facts["bit_depth"])
+    img.info.update(facts)  # stored width/height, photometric as mode, BitsStored
     return img
 
 

@@ -113,7 +113,7 @@ def test_header_reads_only_the_fields_the_index_keeps(tmp_path):
 
 # --- the real RSNA Pneumonia subset (skipped without ../shared/data) ----------------------------
 
-def test_real_rsna_files_decode_as_display_ready_8_bit(shared_data):
+def test_real_rsna_files_decode_as_display_ready_8_bit(shared_data, tmp_path):
     files = sorted((shared_data("rsna-pneumonia") / "stage_2_train_images").glob("*.dcm"))
     assert len(files) == 16
     for f in files[:4]:
@@ -122,4 +122,10 @@ def test_real_rsna_files_decode_as_display_ready_8_bit(shared_data):
         raw = pydicom.dcmread(f).pixel_array
         # no rescale, no window, MONOCHROME2: the stored 8 bits unchanged (decoders differ by +-1)
         assert np.abs(full.astype(int) - raw.astype(int)).max() <= 1
-        assert read_base(f)[0].shape == (342, 342)  # reduced by 1024 // 320 = 3: the same base rule as PNG
+    # the JPEG inside a DICOM makes the same base image as that JPEG saved as a file (libjpeg's draft)
+    from pydicom.encaps import generate_frames
+
+    jpg = tmp_path / "frame.jpg"
+    jpg.write_bytes(next(generate_frames(pydicom.dcmread(files[0]).PixelData, number_of_frames=1)))
+    base, _ = read_base(files[0])
+    assert base.shape == (512, 512) and np.array_equal(base, read_base(jpg)[0])
