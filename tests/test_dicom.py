@@ -129,3 +129,16 @@ def test_real_rsna_files_decode_as_display_ready_8_bit(shared_data, tmp_path):
     jpg.write_bytes(next(generate_frames(pydicom.dcmread(files[0]).PixelData, number_of_frames=1)))
     base, _ = read_base(files[0])
     assert base.shape == (512, 512) and np.array_equal(base, read_base(jpg)[0])
+
+
+def test_declared_jpeg_decoder_is_installed_and_decodes(tmp_path):
+    """pylibjpeg + pylibjpeg-libjpeg (pyproject dependencies) decode JPEG DICOMs on a fresh install."""
+    from pydicom.pixels import get_decoder
+    from pydicom.uid import JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1
+
+    for uid in (JPEGBaseline8Bit, JPEGExtended12Bit, JPEGLosslessSV1):
+        assert "pylibjpeg" in get_decoder(uid).available_plugins, uid.name
+    p = write_dicom(tmp_path / "j.dcm", GRAY, patient_id="p", compression="jpeg")
+    ds = pydicom.dcmread(p)
+    ds.pixel_array_options(decoding_plugin="pylibjpeg")
+    assert np.abs(ds.pixel_array.astype(int) - GRAY).max() <= 12
