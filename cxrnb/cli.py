@@ -1,6 +1,6 @@
 """The `cxrnb` command: the data steps of the notebooks, for the shell and for scripts.
 
-    cxrnb synth OUT_DIR [--layout kaggle|covid-chestxray] [--n-patients N] [--classes ...]
+    cxrnb synth OUT_DIR [--layout kaggle|covid-chestxray|nih|rsna-pneumonia|dicom|chexpert|mimic-cxr-jpg] [--n-patients N] [--classes ...]
                         [--class-fractions normal=0.9,effusion=0.1] [--size S] [--shortcut P] [--seed K]
     cxrnb index SOURCE ROOT --out index.csv [--report dropped.csv] [task options]
     cxrnb split index.csv --out split.csv [--val F --test F --seed K] [--official [--fix-leaks]]
@@ -21,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from .index import check_output, write_index
+from .sources import READERS
+from .synthetic.write import LAYOUTS as SYNTH_LAYOUTS
 
 
 def _class_fractions(text: str) -> dict[str, float]:
@@ -61,6 +63,7 @@ def _index(a: argparse.Namespace) -> int:
         check_output(a.cache, "--cache", folder=True)
     # Only the options given are passed: the reader rejects one its layout does not take.
     given = {"classes": a.classes and tuple(a.classes), "finding": a.finding, "negative": a.negative,
+             "uncertain": a.uncertain, "labeler": a.labeler,
              "views": a.views and (None if a.views == ["all"] else tuple(a.views)),
              "modality": a.modality and (None if a.modality == "all" else a.modality)}
     task = {k: v for k, v in given.items() if getattr(a, k) is not None}
@@ -132,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write the embedded synthetic chest X-ray dataset")
     s.add_argument("out_dir", type=Path)
-    s.add_argument("--layout", default="kaggle", choices=["kaggle", "covid-chestxray", "nih"])
+    s.add_argument("--layout", default="kaggle", choices=list(SYNTH_LAYOUTS))
     s.add_argument("--n-patients", type=int, default=120)
     s.add_argument("--classes", nargs="+", help="default: normal pneumonia covid effusion, or those of "
                    "--class-fractions")
@@ -146,15 +149,21 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_synth)
 
     i = sub.add_parser("index", help="read a source, validate every image, write the index CSV")
-    i.add_argument("source", choices=["synthetic", "covid-chestxray", "kaggle-pneumonia", "nih", "folder"])
+    i.add_argument("source", choices=list(READERS))
     i.add_argument("root", type=Path)
     i.add_argument("--out", type=Path, required=True)
     i.add_argument("--report", type=Path, help="CSV of dropped rows and reasons")
     i.add_argument("--classes", nargs="+", help="task classes, e.g. covid normal | normal bacteria virus")
-    i.add_argument("--views", nargs="+", help="covid-chestxray / nih views to keep ('all' for every view)")
+    i.add_argument("--views", nargs="+", help="views to keep (covid-chestxray, nih, rsna-pneumonia, dicom, chexpert, "
+                   "mimic-cxr-jpg; 'all' for every view)")
     i.add_argument("--modality", help="covid-chestxray modality to keep ('all' for every modality)")
-    i.add_argument("--finding", help="nih: positive finding (default Effusion)")
-    i.add_argument("--negative", choices=["no finding", "rest"], help="nih: negative class (default 'no finding')")
+    i.add_argument("--finding", help="nih: positive finding (default Effusion); chexpert / mimic-cxr-jpg: "
+                   "a CheXpert observation (default 'Pleural Effusion')")
+    i.add_argument("--negative", choices=["no finding", "rest"],
+                   help="nih / chexpert / mimic-cxr-jpg: negative class (default 'no finding')")
+    i.add_argument("--uncertain", help="chexpert / mimic-cxr-jpg: what a -1 (uncertain) label becomes: "
+                   "ignore (dropped and reported, default), positive or negative")
+    i.add_argument("--labeler", choices=["chexpert", "negbio"], help="mimic-cxr-jpg: label file (default chexpert)")
     i.add_argument("--cache", type=Path, help="folder keeping each decoded image once, reused by training at any size")
     i.set_defaults(func=_index)
 
@@ -165,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--test", type=float, default=0.15)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--official", action="store_true",
-                   help="keep the source's own split (kaggle_split) and carve val from train")
+                   help="keep the source's own split (kaggle_split, or official_split of chexpert / "
+                        "mimic-cxr-jpg) and carve val from train")
     t.add_argument("--fix-leaks", action="store_true",
                    help="with --official: move each patient found in two official splits into the "
                         "one holding most of its images")

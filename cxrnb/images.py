@@ -1,6 +1,7 @@
 """Reading image files into 8-bit grayscale arrays: the one decoder of cxrnb, and its cache.
 
-Real chest X-ray collections mix JPEG and PNG, modes L / RGB / RGBA / P / CMYK, 16-bit
+Real chest X-ray collections mix JPEG, PNG and DICOM (found by its ``DICM`` preamble whatever
+the file is called, and mapped to 8 bits by `cxrnb.dicom`'s documented rule), modes L / RGB / RGBA / P / CMYK, 16-bit
 grayscale, files whose extension lies, and the odd huge scan; each case is handled here
 with a clear `ImageError` instead of a crash deep in TensorFlow.
 
@@ -48,6 +49,8 @@ from typing import TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .dicom import is_dicom
 
 #: Refuse images with more pixels than this (a decompression bomb, or a scan that would eat
 #: gigabytes once decoded); below PIL's own limit, so PIL never has to warn about a file we keep.
@@ -177,6 +180,36 @@ def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) 
         raise ImageError(path, "unreadable file", f"{type(e).__name__}: {e.strerror or e}") from None
     if nbytes == 0:
         raise ImageError(path, "empty file", "zero bytes")
+    if is_dicom(path):
+        gray = _decode_dicom(path, side, max_pixels, min_side)
+        info = ImageInfo(gray.info["width"], gray.info["height"], gray.info["mode"], "DICOM", gray.info["bit_depth"])
+    else:
+        gray, info = _decode_pil(path, side, max_pixels, min_side, nbytes)
+    k = 1 if side is None else min(gray.size) // side
+    if k >= 2:
+        gray = gray.reduce(k)
+    return np.asarray(gray, dtype=np.uint8), info
+
+
+def _decode_dicom(path: Path, side: int | None, max_pixels: int, min_side: int) -> Image.Image:
+    """A DICOM file as an 8-bit "L" image (`cxrnb.dicom.read_pixels`); facts in ``.info``."""
+    from .dicom import DicomError, read_pixels
+
+    try:
+        arr, facts = read_pixels(path, max_pixels, side)
+    except DicomError as e:
+        raise ImageError(path, e.reason, e.detail) from None
+    h, w = facts["height"], facts["width"]  # stored size (a JPEG frame may be draft-reduced)
+    if min(w, h) < min_side:
+        raise ImageError(path, "too small", f"{w}x{h}, need at least {min_side} px a side")
+    img = Image.fromarray(arr)
+    img.info.update(facts)  # stored width/height, photometric as mode, BitsStored
+    return img
+
+
+def _decode_pil(path: Path, side: int | None, max_pixels: int, min_side: int, nbytes: int
+                ) -> tuple[Image.Image, ImageInfo]:
+    """A PNG/JPEG/... file as an 8-bit "L" image (JPEG draft-decoded for `side`) and its facts."""
     try:
         with Image.open(path) as img:
             w, h = img.size  # from the header: nothing is decoded yet
@@ -201,10 +234,7 @@ def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) 
         raise ImageError(path, "unreadable file", f"PermissionError: {e.strerror or e}") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, "corrupt image", f"{type(e).__name__}: {e}") from None
-    k = 1 if side is None else min(gray.size) // side
-    if k >= 2:
-        gray = gray.reduce(k)
-    return np.asarray(gray, dtype=np.uint8), info
+    return gray, info
 
 
 def read_base(

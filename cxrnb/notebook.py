@@ -42,6 +42,11 @@ DOWNLOADS = {
     "kaggle-pneumonia": "kaggle datasets download -d paultimothymooney/chest-xray-pneumonia",
     "nih": "https://nihcc.app.box.com/v/ChestXray-NIHCC (Data_Entry_2017.csv + images_*/)",
     "folder": "any folder of <class>/<image> files",
+    "rsna-pneumonia": "kaggle competitions download -c rsna-pneumonia-detection-challenge",
+    "dicom": "a PACS export sorted into <class>/ folders of DICOM files",
+    "chexpert": "https://stanfordmlgroup.github.io/competitions/chexpert/ (CheXpert-v1.0-small: train.csv, valid.csv)",
+    "mimic-cxr-jpg": "https://physionet.org/content/mimic-cxr-jpg/2.0.0/ (credentialed access; metadata, chexpert, "
+                     "split CSVs and files/)",
 }
 
 

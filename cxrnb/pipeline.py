@@ -363,12 +363,15 @@ def make_datasets(
 def load_masks(index: pd.DataFrame, image_size: int | tuple[int, int]
                ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Lung and lesion masks of the rows, uint8 (N, H, W) in {0, 255} at the model's size, or
-    (None, None) when the source has none (only the synthetic set ships masks).
+    (None, None) when the source has none. The synthetic set ships both; a box-carrying source
+    (rsna-pneumonia) gives (None, lesion masks from its radiologists' boxes).
 
     Masks are resized with nearest-neighbour sampling: a mask is a set of pixels, not an image.
     """
     if not {"lung_mask", "lesion_mask"} <= set(index.columns) or index["lung_mask"].isna().any():
-        return None, None
+        from .radiology import box_masks
+
+        return None, box_masks(index, _target(image_size))
     from PIL import Image
 
     h, w = _target(image_size)

@@ -135,6 +135,39 @@ def sample_grid(index: pd.DataFrame, *, n_per_class: int = 4, size: int = 200, s
     return photo(fig)
 
 
+def box_overlay(index: pd.DataFrame, *, n: int = 8, cols: int = 4, size: int = 256, seed: int = 0) -> Figure:
+    """Films with their radiologists' boxes drawn in red (RSNA Pneumonia: the ``boxes`` column).
+
+    Films with boxes come first (up to `n`, drawn at random with `seed`), then films without,
+    so a grid shows what a positive looks like next to a negative. Boxes are scaled from the
+    stored image (``width``/``height``) to `size`, as `cxrnb.radiology.box_mask` does for masks.
+    """
+    from matplotlib.patches import Rectangle
+
+    from .radiology import parse_boxes
+
+    if "boxes" not in index:
+        raise ValueError("index has no 'boxes' column: only a box-carrying source (rsna-pneumonia) has boxes")
+    has = index["boxes"].map(lambda b: len(parse_boxes(b)) > 0)
+    pos, neg = index[has], index[~has]
+    k = min(n, len(pos))
+    rows = pd.concat([pos.sample(k, random_state=seed), neg.sample(min(n - k, len(neg)), random_state=seed)])
+    r = max(1, -(-len(rows) // cols))
+    fig = Figure(figsize=(FILM * cols, (FILM + 0.25) * r), dpi=DPI, layout="constrained")
+    axes = fig.subplots(r, cols, squeeze=False).ravel()
+    for ax in axes:
+        ax.set_axis_off()
+    for ax, (_, row) in zip(axes, rows.iterrows()):
+        img, info = read_gray(Path(str(row["root"])) / str(row["path"]), size)
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255)
+        sx, sy = size / info.width, size / info.height
+        bx = parse_boxes(row["boxes"])
+        for x, y, w, h in bx:
+            ax.add_patch(Rectangle((x * sx, y * sy), w * sx, h * sy, fill=False, edgecolor="red", linewidth=1.5))
+        ax.set_title(f"{row['label']} ({row.get('view') or '?'})\n{plural(len(bx), 'box', 'boxes')}", fontsize=9)
+    return photo(fig)
+
+
 def split_overview(index: pd.DataFrame) -> Figure:
     """Images per split and label (left) and images per patient (right)."""
     order = [s for s in SPLITS if s in set(index["split"])]

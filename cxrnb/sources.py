@@ -17,6 +17,7 @@ Layouts:
 - ``kaggle-pneumonia``: ``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}``, 2- or 3-class.
 - ``nih``: ChestX-ray14 ``Data_Entry_2017.csv`` (or v2020, or Kaggle's ``sample_labels.csv``).
 - ``folder``: ``root/<class>/*.png|jpg|jpeg``, one patient per image (ids unknown).
+- ``rsna-pneumonia``, ``dicom``, ``chexpert``, ``mimic-cxr-jpg``: see `cxrnb.radiology`.
 """
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ import pandas as pd
 
 from .index import INDEX_COLUMNS
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".dcm", ".dicom", ".dic")  # DICOM also found by preamble
 #: Frontal projections; lateral (L) and CT (Axial, Coronal) rows are filtered by default.
 FRONTAL_VIEWS = ("PA", "AP", "AP Supine", "AP Erect", "AP semi erect")
 #: Task classes each layout can label (see `finding_label` and `task_label`).
@@ -49,7 +50,8 @@ NIH_FINDINGS = ("Atelectasis", "Cardiomegaly", "Consolidation", "Edema", "Effusi
 #: metadata listing: `cxrnb.validate.load_index` does not look for these files again.
 DISK_REASONS = ("not an image file", "hidden file", "hidden folder", "broken link",
                 "unreadable folder", "symlink loop", "not in a class folder", "outside the layout",
-                "not listed in the metadata", "same file name", "ambiguous file", "malformed CSV row")
+                "not listed in the metadata", "same file name", "ambiguous file", "malformed CSV row",
+                "not a DICOM file")
 #: Oldest plausible age; NIH lists a few ages like ``414Y``.
 MAX_AGE = 120
 
@@ -669,7 +671,11 @@ LAYOUTS = {"synthetic": "synthetic.csv written by cxrnb synth",
            "covid-chestxray": "metadata.csv and images/",
            "kaggle-pneumonia": "chest_xray/{train,val,test}/<CLASS>/*.jpeg",
            "nih": "Data_Entry_2017.csv and images/",
-           "folder": "<class>/*.png|jpg|jpeg folders"}
+           "folder": "<class>/*.png|jpg|jpeg folders",
+           "rsna-pneumonia": "stage_2_train_labels.csv and stage_2_train_images/*.dcm",
+           "dicom": "<class>/**/DICOM files (any name)",
+           "chexpert": "train.csv/valid.csv and train/patient*/study*/view*.jpg",
+           "mimic-cxr-jpg": "mimic-cxr-2.0.0-metadata.csv(.gz), -chexpert.csv(.gz) and files/p1x/p*/s*/*.jpg"}
 
 READERS: dict[str, Callable[..., pd.DataFrame]] = {
     "synthetic": read_synthetic,
@@ -678,6 +684,10 @@ READERS: dict[str, Callable[..., pd.DataFrame]] = {
     "nih": read_nih,
     "folder": read_folder,
 }
+
+
+# The hospital-style readers build on this module's helpers and add themselves to `READERS`.
+from . import radiology as _radiology  # noqa: E402,F401
 
 
 def read_source(source: str, root: str | Path, **task) -> pd.DataFrame:

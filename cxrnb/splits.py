@@ -23,6 +23,16 @@ class LeakageError(AssertionError):
     """Raised when a patient (or an exact-duplicate image) appears in more than one split."""
 
 
+#: Columns a source's own split can be in: Kaggle's folders, the official CSVs of CheXpert
+#: (train.csv / valid.csv) and MIMIC-CXR-JPG (-split.csv).
+OFFICIAL_COLUMNS = ("kaggle_split", "official_split")
+
+
+def official_column(index: pd.DataFrame) -> str | None:
+    """The column holding the source's own split (see `OFFICIAL_COLUMNS`), or None when it has none."""
+    return next((c for c in OFFICIAL_COLUMNS if c in index and index[c].notna().any()), None)
+
+
 def group_column(index: pd.DataFrame) -> str:
     """The column that names a row's patient for splitting and resampling: ``patient_group``
     (patients joined by shared files or pixels) when the index has it, else ``patient_id``."""
@@ -134,18 +144,21 @@ def split_by_patient(
     return out
 
 
-def official_split(index: pd.DataFrame, *, column: str = "kaggle_split", val: float = 0.1,
+def official_split(index: pd.DataFrame, *, column: str | None = None, val: float = 0.1,
                    seed: int = 0, fix_leaks: bool = False) -> pd.DataFrame:
     """Keep a source's own split (Kaggle's folders); carve a patient-level val out of train.
 
-    Kaggle's official val has 16 images (8 per class): too few to choose anything on. When
+    `column` defaults to `official_column(index)`. Kaggle's official val has 16 images (8 per
+    class): too few to choose anything on. When
     `val` > 0 the official val images move to train and a new val of about `val` of the
     training images is drawn by patient. An official split may put one patient in two splits:
     that is warned, naming the patients; `fix_leaks=True` moves each such patient's images
     into the official split holding most of them (train on a tie).
     """
-    if column not in index:
-        raise ValueError(f"index has no {column!r} column: this source has no official split")
+    column = column or official_column(index)
+    if column is None or column not in index:
+        raise ValueError(f"index has no {column or ' or '.join(OFFICIAL_COLUMNS)!r} column: this source has no "
+                         "official split")
     out = index.copy()
     out["split"] = out[column].astype(str)
     if val > 0:

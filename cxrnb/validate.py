@@ -35,8 +35,9 @@ class LoadResult:
     def __post_init__(self) -> None:
         # error texts quote absolute paths (OSError): keep a user's folders out of the report
         if "detail" in self.report and len(self.report):
-            self.report = self.report.assign(detail=self.report["detail"].map(
-                lambda d: scrub_paths(d) if isinstance(d, str) else d))
+            # once per distinct text: a 377,110-row MIMIC report holds a handful of them
+            clean = {d: scrub_paths(d) for d in self.report["detail"].dropna().unique() if isinstance(d, str)}
+            self.report = self.report.assign(detail=self.report["detail"].map(lambda d: clean.get(d, d)))
 
     def __iter__(self):  # allows `index, report = load_index(...)`
         return iter((self.index, self.report))
@@ -62,7 +63,7 @@ class NoImagesError(ValueError):
         self.result = result
 
 
-def _file_problem(path: Path) -> tuple[str, str] | None:
+def _file_problem(path: str | Path) -> tuple[str, str] | None:
     """(reason, detail) when `path` cannot be opened for reading, else None (no decoding)."""
     try:
         with open(path, "rb"):
@@ -88,7 +89,8 @@ def _check_one(path: Path, cache: ImageCache | None, max_pixels: int) -> dict:
     digest = hashlib.sha1(base)  # the base's bytes, then its shape: no copy of the pixels
     digest.update(bytes(str(base.shape), "ascii"))
     suffix = path.suffix.lower().lstrip(".")
-    ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG"}.get(suffix) in (None, info.format)
+    ext_ok = {"jpg": "JPEG", "jpeg": "JPEG", "png": "PNG", "dcm": "DICOM", "dicom": "DICOM",
+              "dic": "DICOM"}.get(suffix) in (None, info.format)
     return {"width": info.width, "height": info.height, "mode": info.mode, "format": info.format,
             "bit_depth": info.bit_depth, "extension_matches": ext_ok,
             "pixel_hash": digest.hexdigest()[:16]}
@@ -147,6 +149,33 @@ def _dedupe_listings(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list
     return df, df.iloc[:0][["path", "source"]].assign(reason=[], detail=[]), []
 
 
+def _conflicting_listings(raw: pd.DataFrame) -> None:
+    """Mark every listing of a file whose listings disagree (in place): not trained on under either.
+
+    covid-chestxray lists some files twice with different findings; which is right is unknown.
+    The rows are compared by ``finding`` when the source has it, else by task label; the
+    detail names each listing (CSV line, patient, finding). Rows already dropped keep their reason.
+    """
+    listed = ~raw["reason"].isin(DISK_REASONS)
+    if not listed.any():
+        return
+    sub = raw[listed]
+    what = (sub["finding"] if "finding" in sub else sub["label"]).fillna("(blank)").astype(str)
+    key = sub["root"].astype(str) + "/" + sub["path"].astype(str)
+    bad = what.groupby(key).transform("nunique") > 1
+    if not bad.any():
+        return
+    line = ("line " + sub["csv_row"].astype(str) + ", ") if "csv_row" in sub else ""
+    desc = line + "patient " + sub["patient_id"].astype(str) + ": " + what
+    listing = desc[bad].groupby(key[bad]).agg("; ".join)
+    rows = bad[bad].index
+    detail = "listed " + key[bad].map(key.value_counts()).astype(str) + " times with different findings (" \
+        + key[bad].map(listing) + "): which is right is unknown, so the film is not used under either"
+    todo = rows[raw.loc[rows, "reason"].isna()]
+    raw.loc[todo, "reason"] = "conflicting listings"
+    raw.loc[todo, "detail"] = detail[todo]
+
+
 def duplicate_pixels(index: pd.DataFrame) -> pd.DataFrame:
     """Rows whose pixels occur more than once (same ``pixel_hash``), sorted by hash."""
     if "pixel_hash" not in index:
@@ -181,12 +210,14 @@ def load_index(
     listed = ~raw["reason"].isin(DISK_REASONS)
     # rows without a near match hold NaN once sources are concatenated: "" says "none" for all
     near = (raw["near_match"] if "near_match" in raw else pd.Series(None, index=raw.index, dtype=object)).fillna("")
-    problems = {i: pr for i, p in zip(raw.index[listed], image_paths(raw.loc[listed])) if (pr := _file_problem(p))}
+    files = raw.loc[listed, "root"].astype(str) + "/" + raw.loc[listed, "path"].astype(str)  # as `image_paths`, as text
+    problems = {i: pr for i, p in zip(files.index, files) if (pr := _file_problem(p))}
     if problems:
         rows = list(problems)
         raw.loc[rows, "reason"] = [problems[i][0] for i in rows]
-        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {near[i]}" if near[i] else "") for i in rows]
+        raw.loc[rows, "detail"] = [problems[i][1] + (f"; {m}" if m else "") for i, m in zip(rows, near.loc[rows].to_numpy())]
     raw = raw.drop(columns=["near_match"], errors="ignore")
+    _conflicting_listings(raw)
     dropped = raw["reason"].notna()
     report = raw.loc[dropped, REPORT_COLUMNS]
     kept = raw.loc[~dropped].drop(columns=["reason", "detail"])

@@ -479,3 +479,21 @@ def test_synthetic_nih_layout_reads_without_reporting_its_own_masks(tmp_path):
     index, report = load_index("nih", tmp_path, progress=False)
     assert set(index["label"]) <= {"effusion", "normal"} and len(index) > 30
     assert not report["path"].astype(str).str.startswith("masks/").any(), report.head()
+
+
+def test_covid_file_listed_twice_with_different_findings_is_used_under_neither(tmp_path, write_image):
+    (tmp_path / "metadata.csv").write_text(
+        "patientid,finding,view,modality,folder,filename\n"
+        "1,COVID-19,PA,X-ray,images,a.png\n"
+        "2,No Finding,PA,X-ray,images,a.png\n"  # the same file, another finding
+        "3,No Finding,PA,X-ray,images,b.png\n"
+        "4,No Finding,PA,X-ray,images,b.png\n"  # same file, same finding: an ordinary second listing
+        "5,COVID-19,PA,X-ray,images,c.png\n")
+    for i, n in enumerate("abc"):
+        write_image(tmp_path / "images" / f"{n}.png", seed=i)
+    res = load_index("covid-chestxray", tmp_path, progress=False)
+    assert res.index.set_index("path")["label"].to_dict() == {"images/b.png": "normal", "images/c.png": "covid"}
+    conflict = res.report[res.report["path"] == "images/a.png"]
+    assert conflict["reason"].tolist() == ["conflicting listings"] * 2
+    assert all("COVID-19" in d and "No Finding" in d and "line 2" in d and "line 3" in d for d in conflict["detail"])
+    assert res.report.set_index("path").loc["images/b.png", "reason"] == "duplicate listing"

@@ -375,7 +375,7 @@ def test_marker_is_recorded_and_burnt_into_the_file(tmp_path):
 # --------------------------------------------------------------------------- arguments
 
 @pytest.mark.parametrize("kwargs,name", [
-    (dict(layout="chexpert"), "layout"),
+    (dict(layout="padchest"), "layout"),
     (dict(classes=("normal", "tuberculosis")), "classes"),
     (dict(classes=()), "classes"),
     (dict(classes=("normal", "normal")), "classes"),

@@ -24,14 +24,16 @@ import pandas as pd
 from PIL import Image
 
 from ..splits import split_by_patient
+from . import hospital
 from .render import (_T_CLASSES, _T_META, _T_SHORTCUT, _T_VIEW, CLASSES, _check_int, _check_label, _check_unit,
                      _image_view, _patient_meta, _rng, render_image)
 
-LAYOUTS = ("kaggle", "covid-chestxray", "nih")
+LAYOUTS = ("kaggle", "covid-chestxray", "nih") + hospital.LAYOUTS
 
 #: Bumped whenever the files change for the same arguments, so `ensure` regenerates older data.
-GENERATOR_VERSION = 4  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
-#                        4: realistic covid-chestxray films look like publication figures
+GENERATOR_VERSION = 5  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
+#                        4: realistic covid-chestxray films look like publication figures;
+#                        5: rsna-pneumonia, dicom, chexpert, mimic-cxr-jpg layouts
 
 #: The population of each layout's real source, used when ``realistic=True`` and no classes
 #: are given: patient share per class, share of AP films per class (AP: sicker, bed-bound
@@ -49,6 +51,17 @@ POPULATIONS = {
     # NIH ChestX-ray14, effusion vs no finding: about 1 effusion patient in 10
     "nih": dict(class_fractions={"normal": 0.9, "effusion": 0.1},
                 ap_share={"normal": 0.3, "effusion": 0.6}, ages=(18, 92), rgb=0.0),
+    # RSNA Pneumonia: about 1 film in 4 with opacity, the rest normal or "not normal"; positives
+    # mostly AP (38 % of AP vs 9 % of PA patients positive in the real set: the AP shortcut)
+    "rsna-pneumonia": dict(class_fractions={"normal": 0.3, "pneumonia": 0.25, "effusion": 0.45},
+                           ap_share={"normal": 0.3, "pneumonia": 0.75, "effusion": 0.45}, ages=(6, 90), rgb=0.0),
+    "dicom": dict(class_fractions={"normal": 0.5, "pneumonia": 0.5},
+                  ap_share={"normal": 0.3, "pneumonia": 0.6}, ages=(18, 92), rgb=0.0),
+    # CheXpert and MIMIC-CXR: inpatients, mostly AP; effusion common
+    "chexpert": dict(class_fractions={"normal": 0.3, "effusion": 0.45, "pneumonia": 0.25},
+                     ap_share={"normal": 0.5, "effusion": 0.85, "pneumonia": 0.8}, ages=(18, 90), rgb=0.0),
+    "mimic-cxr-jpg": dict(class_fractions={"normal": 0.4, "effusion": 0.35, "pneumonia": 0.25},
+                          ap_share={"normal": 0.4, "effusion": 0.8, "pneumonia": 0.75}, ages=(18, 91), rgb=0.0),
 }
 #: Columns of NIH's `Data_Entry_2017.csv`, in the original order.
 NIH_COLUMNS = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Patient Age",
@@ -167,7 +180,8 @@ def _settings(**kwargs) -> dict:
     seed = _check_int("seed", a["seed"], 0)
     fmt = a["image_format"]
     if fmt is None:
-        fmt = "jpeg" if a["layout"] == "kaggle" else "png"  # NIH: PNG, covid-chestxray: mostly PNG
+        # NIH: PNG, covid-chestxray: mostly PNG; the DICOM layouts ignore it
+        fmt = "jpeg" if a["layout"] in ("kaggle", "chexpert", "mimic-cxr-jpg") else "png"
     fmt = str(fmt).lower()
     fmt = {"jpg": "jpeg"}.get(fmt, fmt)
     if fmt not in ("jpeg", "png"):
@@ -293,7 +307,11 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     patient with `cxrnb.splits.split_by_patient` and `split_fractions`; a set too small for a val
     or test split gets none; the folder is the manifest's ``kaggle_split``), ``covid-chestxray`` =
     ieee8023 ``metadata.csv`` + ``images/``, ``nih`` = ``Data_Entry_2017.csv`` +
-    ``images_001/images/``.
+    ``images_001/images/``, and the hospital-style layouts of `hospital` (``rsna-pneumonia``: one
+    JPEG DICOM per patientId + ``stage_2_train_labels.csv`` with boxes from the lesion mask;
+    ``dicom``: ``<class>/<patient>/IM0001`` in four DICOM encodings; ``chexpert``:
+    ``CheXpert-v1.0-small/{train,valid}.csv``; ``mimic-cxr-jpg``: ``files/p1x/...`` + gzipped
+    metadata, labels and official split). `defects` applies to the first three layouts only.
     `classes` (default: all of `CLASSES`, or the keys of `class_fractions`) get a balanced share
     of the patients, or the shares `class_fractions` gives, e.g. ``{"normal": 0.9,
     "effusion": 0.1}`` (each class with a positive share gets a patient when `n_patients` allows).
@@ -321,9 +339,11 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     _write_settings(out, st, complete=False)
     seed, size, d, fmt = st["seed"], st["size"], st["difficulty"], st["image_format"]
     kaggle, nih = st["layout"] == "kaggle", st["layout"] == "nih"
+    other = st["layout"] if st["layout"] in hospital.LAYOUTS else None  # see `hospital.place`
     pop = POPULATIONS[st["layout"]] if st["realistic"] else None
     labels = _patient_labels(st["n_patients"], st["classes"], seed, st["class_fractions"])
-    splits = _patient_splits(labels, st["split_fractions"], seed) if kaggle else [""] * len(labels)
+    official = kaggle or other in ("chexpert", "mimic-cxr-jpg")
+    splits = _patient_splits(labels, st["split_fractions"], seed) if official else [""] * len(labels)
     lo, hi = st["images_per_patient"]
     (out / "masks" / "lung").mkdir(parents=True)
     (out / "masks" / "lesion").mkdir(parents=True)
@@ -338,6 +358,8 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
         sub = sub if label == "pneumonia" else ""
         r = _rng(seed, p, _T_META, 2)
         n_img = int(r.integers(lo, hi + 1))
+        if other == "rsna-pneumonia":
+            n_img = 1  # RSNA's patientId names one film
         start = np.datetime64("2020-01-01") + int(r.integers(0, 700))
         gaps = np.cumsum(np.concatenate([[0], r.integers(1, 15, max(0, n_img - 1))]))
         # Kaggle's official split keeps a few patients in two folders: the last film moves to test
@@ -354,10 +376,15 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
             if pop is not None:
                 if pop.get("publication"):
                     img, lung, les = _publication_figure(img, lung, les, _rng(seed, p, k, _T_STORE, 3))
-                img, lung, les, mode = _stored(img, lung, les, _rng(seed, p, k, _T_STORE), pop, nih)
+                img, lung, les, mode = _stored(img, lung, les, _rng(seed, p, k, _T_STORE), pop,
+                                               nih or other is not None)
             ext = ".jpeg" if fmt == "jpeg" else ".png"
             split = "test" if cross and k == n_img - 1 else splits[i]
-            if kaggle:
+            if other:
+                rel = hospital.place(out, other, p, k, label, img, les, view=view, sex=sex, age=age, seed=seed,
+                                     split=split, r=r, meta=meta, quality=st["jpeg_quality"])
+                kp = None
+            elif kaggle:
                 if label == "normal":
                     name, kp = f"IM-{p:04d}-{k + 1:04d}{ext}", f"IM-{p:04d}"
                 else:
@@ -369,15 +396,16 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
             else:
                 ext = ".jpg" if fmt == "jpeg" else ".png"
                 name, kp, folder = f"synth-{p:04d}-{k}{ext}", None, Path("images")
-            rel = (folder / name).as_posix()
-            if folder not in made_dirs:
-                (out / folder).mkdir(parents=True, exist_ok=True)
-                made_dirs.add(folder)
-            pil = Image.fromarray(img).convert(mode)
-            if fmt == "jpeg" and not nih:
-                pil.save(out / rel, format="JPEG", quality=st["jpeg_quality"])
-            else:
-                pil.save(out / rel, format="PNG", compress_level=1)
+            if not other:
+                rel = (folder / name).as_posix()
+                if folder not in made_dirs:
+                    (out / folder).mkdir(parents=True, exist_ok=True)
+                    made_dirs.add(folder)
+                pil = Image.fromarray(img).convert(mode)
+                if fmt == "jpeg" and not nih:
+                    pil.save(out / rel, format="JPEG", quality=st["jpeg_quality"])
+                else:
+                    pil.save(out / rel, format="PNG", compress_level=1)
             lung_rel = f"masks/lung/{_mask_name(rel)}"
             les_rel = f"masks/lesion/{_mask_name(rel)}"
             _write_png(lung, out / lung_rel)
@@ -394,15 +422,17 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
             rows.append(row)
             if nih:
                 meta.append(_nih_row(p, k, label, sex, age, view, name, img.shape, r))
-            elif not kaggle:
+            elif not kaggle and not other:
                 meta.append(_metadata_row(p, k, label, sub, sex, age, view, name,
                                           int(gaps[k]), str(start + int(gaps[k])), r))
-    if pop is not None and not nih:
+    if pop is not None and not nih and not other:
         _write_duplicates(out, rows, meta, kaggle, seed)
-    if st["defects"]:
+    if st["defects"] and not other:
         _write_defects(out, rows, meta, st)
     manifest = pd.DataFrame(rows)  # never empty: n_patients >= 1, images_per_patient >= 1
-    if nih:
+    if other:
+        hospital.finish(out, other, meta)
+    elif nih:
         pd.DataFrame(meta, columns=NIH_COLUMNS).to_csv(out / "Data_Entry_2017.csv", index=False)
     elif not kaggle:
         pd.DataFrame(meta, columns=METADATA_COLUMNS).to_csv(out / "metadata.csv", index=False)
