@@ -6,8 +6,8 @@ function of its arguments); `write.py` lays whole datasets out on disk like a re
 """
 from .render import CLASSES, SUBTYPES, VIEWS, render_image
 from .write import (FINDINGS, GENERATOR_VERSION, LAYOUTS, MANIFEST, METADATA_COLUMNS, NIH_COLUMNS, POPULATIONS,
-                    SETTINGS, ensure,
-                    generate, read_manifest)
+                    SETTINGS, encode, ensure, film, generate, read_manifest, read_settings)
 
 __all__ = ["CLASSES", "SUBTYPES", "VIEWS", "render_image", "FINDINGS", "GENERATOR_VERSION", "LAYOUTS",
-           "MANIFEST", "METADATA_COLUMNS", "NIH_COLUMNS", "POPULATIONS", "SETTINGS", "ensure", "generate", "read_manifest"]
+           "MANIFEST", "METADATA_COLUMNS", "NIH_COLUMNS", "POPULATIONS", "SETTINGS", "encode", "ensure", "film", "generate",
+           "read_manifest", "read_settings"]
