@@ -8,6 +8,12 @@ the lungs blanked (`blank_lungs`, after Maguolo & Nanni), and whether the image 
 predictable (`source_split` / `train_source_classifier`, and `source_probe` from grey levels
 alone: the set-up of articles that took COVID films from one collection and normal films from
 another).
+
+Two lessons come with their margins, each with a strict verdict line: `marker_effect` (the drop
+without the marker for a marker model and a control, paired, and the Grad-CAM energy on the
+marker box) and `collection_effect` (how often normal films are called COVID, by collection,
+after DeGrave et al. 2021). The counterfactual films are the test files remade (`rerender`), so
+they differ from the films the model was tested on by the marker alone.
 """
 from __future__ import annotations
 
