@@ -127,3 +127,162 @@ def test_source_probe_finds_a_grey_level_difference_and_not_noise():
         SC.source_probe(*_probe_index(3, shift=25))
     with pytest.raises(ValueError, match="lacks column 'source'"):
         SC.source_probe(idx.drop(columns="source"), imgs)
+
+
+# --------------------------------------------------------------------------- films as stored
+
+STORED = 128  # the stored films' size of the marker dataset below
+
+
+@pytest.fixture(scope="module")
+def marker_data(tmp_path_factory):
+    """A small Kaggle-layout marker dataset (JPEG files, 128 px) read as the notebooks read it."""
+    from cxrnb.sources import read_synthetic
+    from cxrnb.synthetic import generate
+
+    root = tmp_path_factory.mktemp("marker")
+    generate(root, n_patients=12, size=STORED, layout="kaggle", classes=["normal", "pneumonia"], shortcut=0.9,
+             split_fractions=(0.7, 0.0, 0.3), progress=False)
+    return read_synthetic(root)
+
+
+def dilate(masks: np.ndarray, px: int) -> np.ndarray:
+    from scipy import ndimage
+
+    return ndimage.binary_dilation(masks > 0, structure=np.ones((1, 2 * px + 1, 2 * px + 1), bool))
+
+
+@pytest.mark.parametrize("size", [64, 48])
+def test_rerendered_films_are_the_test_films_pixel_for_pixel(marker_data, size):
+    from cxrnb.pipeline import load_images, load_masks
+
+    idx = marker_data
+    films, lungs = SC.rerender(idx, size)
+    assert np.array_equal(films, load_images(idx, size, progress=False))   # same render, JPEG, decode, resize
+    assert np.array_equal(lungs, load_masks(idx, size)[0])
+    none, _ = SC.rerender(idx, size, marker=False)
+    marked = idx["marker"].to_numpy(bool)
+    changed = none != films
+    assert marked.sum() >= 4 and changed[marked].any(axis=(1, 2)).all()
+    assert not changed[~marked].any()
+    box = SC.marker_masks(idx, size)
+    # JPEG works on 8 x 8 blocks of the stored film: its ringing stays within a block of the marker
+    assert not (changed & ~dilate(box, int(np.ceil(8 * size / STORED)))).any()
+    assert (changed & (box > 0)).sum() > (changed & (box == 0)).sum()   # most of the change is the marker
+    assert (box[marked] > 0).mean() < 0.05
+
+
+def test_rerender_as_stored_for_realistic_films_and_refuses_copies(tmp_path):
+    from cxrnb.pipeline import load_images
+    from cxrnb.sources import read_synthetic
+    from cxrnb.synthetic import generate
+
+    generate(tmp_path, n_patients=6, size=64, layout="covid-chestxray", realistic=True, defects=True, progress=False)
+    idx = read_synthetic(tmp_path)
+    made = idx[idx["patient_id"].str[1:].astype(int) <= 6]   # PNG, cropped, resized, some RGB
+    assert np.array_equal(SC.rerender(made, 48)[0], load_images(made, 48, progress=False))
+    with pytest.raises(ValueError, match="p9101 is not one of the 6 rendered patients"):
+        SC.rerender(idx[idx["patient_id"] == "p9101"], 48)
+    with pytest.raises(ValueError, match="marker boxes of a realistic dataset are not known"):
+        SC.marker_masks(made, 48)
+
+
+def edge_model(size: int) -> keras.Model:
+    """Calls a film pneumonia when it has sharp edges (neighbours over 0.5 apart): on these films,
+    only the burnt-in marker's letter has them. Classes: normal, pneumonia."""
+    inp = keras.Input((size, size, 1))
+    x = keras.layers.Conv2D(4, 2, activation="relu", name="edges")(inp)
+    z = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    m = keras.Model(inp, keras.layers.Activation("softmax")(z))
+    k = np.zeros((2, 2, 1, 4), np.float32)      # x - right, right - x, x - below, below - x
+    k[0, 0, 0] = [1, -1, 1, -1]
+    k[0, 1, 0, :2] = [-1, 1]
+    k[1, 0, 0, 2:] = [-1, 1]
+    m.get_layer("edges").set_weights([k, np.full(4, -0.5, np.float32)])
+    m.get_layer("logits").set_weights([np.array([[0.0, (size - 1) ** 2]] * 4), np.array([0.0, -8.0])])
+    return m
+
+
+def grey_model(size: int, w: float, b: float, cls: int = 0) -> keras.Model:
+    """Class `cls` has logit w * mean grey + b, the other 0: `cls` when the mean grey is above -b / w."""
+    inp = keras.Input((size, size, 1))
+    x = keras.layers.Conv2D(1, 1, name="c")(inp)
+    z = keras.layers.Dense(2, name="logits")(keras.layers.GlobalAveragePooling2D()(x))
+    m = keras.Model(inp, keras.layers.Activation("softmax")(z))
+    m.get_layer("c").set_weights([np.ones((1, 1, 1, 1)), np.zeros(1)])
+    m.get_layer("logits").set_weights([np.roll([[w, 0.0]], cls, axis=1), np.roll([b, 0.0], cls)])
+    return m
+
+
+def test_marker_effect_of_a_marker_reader_against_a_control(marker_data):
+    idx, size = marker_data, STORED
+    control = grey_model(size, 0.01, 1.0, cls=1)            # says pneumonia (class 1) whatever the film
+    fx = SC.marker_effect(edge_model(size), control, idx, ["normal", "pneumonia"], size, "pneumonia",
+                          seed=0, n_boot=500)
+    normal, marked = (idx["label"] == "normal").to_numpy(), idx["marker"].to_numpy(bool)
+    acc = {m: {w: iv.estimate for w, iv in ways.items()} for m, ways in fx.accuracy.items()}
+    assert acc["marker"] == pytest.approx({"as generated": np.mean(normal | marked), "no marker": normal.mean(),
+                                           "marker on the other class": 0.0})
+    assert acc["control"] == pytest.approx(dict.fromkeys(SC.WAYS, 1 - normal.mean()))
+    d = fx.drop["marker"]
+    assert d.estimate == pytest.approx(marked.mean()) and 0 < d.low <= d.estimate <= d.high
+    assert (fx.drop["control"].estimate, fx.drop["control"].low, fx.drop["control"].high) == (0, 0, 0)
+    assert fx.energy["marker"].estimate > 0.5 > 5 * fx.box_area                 # the map sits on the marker
+    assert fx.energy["control"].estimate < 3 * fx.box_area                       # about the box's area
+    assert (fx.n_films, fx.n_marked, fx.n_patients) == (len(idx), marked.sum(), idx["patient_id"].nunique())
+    assert fx.verdict() == "marker model relies on the marker: yes"
+    assert fx.verdict(min_drop=0.9) == "marker model relies on the marker: no"
+    t = fx.table()
+    assert list(t.index) == ["marker", "control"] and t.loc["marker", "drop"] == pytest.approx(d.estimate)
+    with pytest.raises(ValueError, match="no test film carries the marker"):
+        SC.marker_effect(control, control, idx[~marked], ["normal", "pneumonia"], size, "pneumonia", n_boot=10)
+
+
+# --------------------------------------------------------------------------- collection
+
+def _normals(bright: dict[str, list[int]]) -> tuple[pd.DataFrame, np.ndarray]:
+    """Normal films of uniform grey per patient: 1 bright (200), 0 dark (50); patients named by source."""
+    rows, imgs = [], []
+    for src, pats in bright.items():
+        for i, films in enumerate(pats):
+            for b in films:
+                rows.append({"label": "normal", "patient_id": f"{src}{i}", "source": src})
+                imgs.append(np.full((16, 16), 200 if b else 50, np.uint8))
+    return pd.DataFrame(rows), np.stack(imgs)
+
+
+COVID_MODEL = dict(size=16, w=20.0, b=-10.0)  # "covid" (class 0) when the mean grey is above 0.5
+
+
+def test_collection_effect_counts_normal_films_called_covid_by_source():
+    model = grey_model(**COVID_MODEL)
+    idx, imgs = _normals({"A": [[1, 1], [1, 1], [1, 0], [0, 0]], "B": [[1], [0], [0], [0], [0]]})
+    fx = SC.collection_effect(model, idx, imgs, ["covid", "normal"], positive_source="A", n_boot=2000)
+    assert fx.called["A"].estimate == 5 / 8 and fx.called["B"].estimate == 1 / 5
+    assert fx.other is fx.called["B"] and fx.difference.estimate == pytest.approx(5 / 8 - 1 / 5)
+    # B: one film per patient, so the resampled share is binomial(5, 0.2) / 5: 2.5 % and 97.5 % at 0 and 3/5
+    assert (fx.called["B"].low, fx.called["B"].high, fx.called["B"].unit) == (0.0, 0.6, "image")
+    assert fx.called["A"].unit == "patient" and fx.called["A"].low < 5 / 8 < fx.called["A"].high
+    assert fx.n_films == {"A": 8, "B": 5} and list(fx.table().index) == ["A", "B", "other sources", "difference"]
+    assert fx.verdict() == "model calls the covid collection's own normal films covid: no"   # interval reaches 0
+    clear = SC.collection_effect(model, *_normals({"A": [[1, 1], [1], [1]], "B": [[0], [0, 0], [0]], "C": [[0]]}),
+                                 ["covid", "normal"], positive_source="A", n_boot=200)
+    assert (clear.difference.estimate, clear.difference.low, clear.difference.high) == (1.0, 1.0, 1.0)
+    assert clear.other.estimate == 0.0 and clear.n_films == {"A": 4, "B": 4, "C": 1}
+    assert clear.verdict() == "model calls the covid collection's own normal films covid: yes"
+
+
+def test_collection_effect_says_what_is_missing():
+    model = grey_model(**COVID_MODEL)
+    idx, imgs = _normals({"A": [[1]], "B": [[0]]})
+    args = (model, idx, imgs, ["covid", "normal"])
+    with pytest.raises(ValueError, match="normals_index lacks column 'collection'"):
+        SC.collection_effect(*args, source_column="collection", positive_source="A")
+    with pytest.raises(ValueError, match="positive_class 'pneumonia' is not one of the model's classes"):
+        SC.collection_effect(*args, positive_class="pneumonia", positive_source="A")
+    with pytest.raises(ValueError, match=r"column 'source' names 1 source\(s\) \['A'\]"):
+        SC.collection_effect(model, idx.assign(source="A"), imgs, ["covid", "normal"], positive_source="A")
+    with pytest.raises(ValueError, match="positive_source 'X' is not a value of column 'source'"):
+        SC.collection_effect(*args, positive_source="X")
+    with pytest.raises(ValueError, match="normals_index holds films labelled 'covid'"):
+        SC.collection_effect(model, idx.assign(label="covid"), imgs, ["covid", "normal"], positive_source="A")

@@ -337,7 +337,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     out = Path(out_dir)
     _prepare_dir(out)
     _write_settings(out, st, complete=False)
-    seed, size, d, fmt = st["seed"], st["size"], st["difficulty"], st["image_format"]
+    seed, fmt = st["seed"], st["image_format"]
     kaggle, nih = st["layout"] == "kaggle", st["layout"] == "nih"
     other = st["layout"] if st["layout"] in hospital.LAYOUTS else None  # see `hospital.place`
     pop = POPULATIONS[st["layout"]] if st["realistic"] else None
@@ -369,15 +369,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
         for k in range(n_img):
             marked = (label == st["shortcut_class"]
                       and _rng(seed, p, k, _T_SHORTCUT).random() < st["shortcut"])
-            view = _image_view(seed, p, k) if pop is None else _real_view(seed, p, k, pop["ap_share"][label], nih)
-            img, lung, les = render_image(seed, p, k, label, size=size, difficulty=d,
-                                          marker=marked, subtype=sub or None, view=view)
-            mode = "L"
-            if pop is not None:
-                if pop.get("publication"):
-                    img, lung, les = _publication_figure(img, lung, les, _rng(seed, p, k, _T_STORE, 3))
-                img, lung, les, mode = _stored(img, lung, les, _rng(seed, p, k, _T_STORE), pop,
-                                               nih or other is not None)
+            view, img, lung, les, mode = film(st, p, k, label, marker=marked)
             ext = ".jpeg" if fmt == "jpeg" else ".png"
             split = "test" if cross and k == n_img - 1 else splits[i]
             if other:
@@ -401,11 +393,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
                 if folder not in made_dirs:
                     (out / folder).mkdir(parents=True, exist_ok=True)
                     made_dirs.add(folder)
-                pil = Image.fromarray(img).convert(mode)
-                if fmt == "jpeg" and not nih:
-                    pil.save(out / rel, format="JPEG", quality=st["jpeg_quality"])
-                else:
-                    pil.save(out / rel, format="PNG", compress_level=1)
+                (out / rel).write_bytes(encode(st, img, mode))
             lung_rel = f"masks/lung/{_mask_name(rel)}"
             les_rel = f"masks/lesion/{_mask_name(rel)}"
             _write_png(lung, out / lung_rel)
@@ -418,7 +406,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
             # the real Kaggle collection records no view
             row.update(view=None if pop is not None and kaggle else view, source="synthetic", sex=sex, age=age, subtype=sub,
                        lung_mask=lung_rel, lesion_mask=les_rel, marker=bool(marked),
-                       split=split, image_index=k, seed=seed, difficulty=d)
+                       split=split, image_index=k, seed=seed, difficulty=st["difficulty"])
             rows.append(row)
             if nih:
                 meta.append(_nih_row(p, k, label, sex, age, view, name, img.shape, r))
@@ -439,6 +427,57 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     manifest.to_csv(out / MANIFEST, index=False)
     _write_settings(out, st, complete=True)
     return read_manifest(out)
+
+
+def film(settings: dict, patient: int, image: int, label: str, *, marker: bool
+         ) -> tuple[str, np.ndarray, np.ndarray, np.ndarray, str]:
+    """(view, image, lung mask, lesion mask, file mode) of one film as `generate` stores it.
+
+    `settings` are the normalised generation arguments (`read_settings`). The film is rendered
+    at the dataset's size with its difficulty, view draw and pneumonia subtype; a realistic
+    layout then gets its publication look and stored size. `marker` says whether it carries the
+    burnt-in marker, so a counterfactual film is the stored film with only the marker changed.
+    """
+    seed, nih = settings["seed"], settings["layout"] == "nih"
+    pop = POPULATIONS[settings["layout"]] if settings["realistic"] else None
+    sub = _patient_meta(seed, patient)[2] if label == "pneumonia" else None
+    view = (_image_view(seed, patient, image) if pop is None
+            else _real_view(seed, patient, image, pop["ap_share"][label], nih))
+    img, lung, les = render_image(seed, patient, image, label, size=settings["size"],
+                                  difficulty=settings["difficulty"], marker=marker, subtype=sub, view=view)
+    mode = "L"
+    if pop is not None:
+        if pop.get("publication"):
+            img, lung, les = _publication_figure(img, lung, les, _rng(seed, patient, image, _T_STORE, 3))
+        img, lung, les, mode = _stored(img, lung, les, _rng(seed, patient, image, _T_STORE), pop,
+                                       nih or settings["layout"] in hospital.LAYOUTS)
+    return view, img, lung, les, mode
+
+
+def encode(settings: dict, img: np.ndarray, mode: str = "L") -> bytes:
+    """The file bytes `generate` writes for a film: JPEG at the dataset's quality (NIH: always
+    PNG) or PNG, in file mode `mode` ("L" or "RGB")."""
+    buf = io.BytesIO()
+    pil = Image.fromarray(img).convert(mode)
+    if settings["image_format"] == "jpeg" and settings["layout"] != "nih":
+        pil.save(buf, format="JPEG", quality=settings["jpeg_quality"])
+    else:
+        pil.save(buf, format="PNG", compress_level=1)
+    return buf.getvalue()
+
+
+def read_settings(out_dir: str | Path) -> dict:
+    """The normalised generation arguments recorded in `out_dir/synthetic.json` (see `generate`)."""
+    path = Path(out_dir) / SETTINGS
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found; only a dataset written by cxrnb.synthetic.generate "
+                                "records how its films were made")
+    info = json.loads(path.read_text())
+    if info.get("version") != GENERATOR_VERSION or not info.get("complete"):
+        raise ValueError(f"{path}: written by generator version {info.get('version')} "
+                         f"(complete: {info.get('complete')}), this is version {GENERATOR_VERSION}: "
+                         "generate the data again")
+    return _settings(**info["arguments"])
 
 
 def _real_view(seed: int, p: int, k: int, ap_share: float, nih: bool) -> str:
