@@ -400,16 +400,31 @@ def cam_methods(images, maps: dict, *, lungs=None, lesions=None, titles=None) ->
     return fig
 
 
+def _class_names(values, classes) -> np.ndarray:
+    """`values` as class names: integer indexes are looked up in `classes`, names kept as they are."""
+    v = np.asarray(values)
+    if v.dtype.kind in "iu":
+        bad = v[(v < 0) | (v >= len(classes))]
+        if bad.size:
+            raise ValueError(f"class index {int(bad[0])} out of range for the {len(classes)} "
+                             f"classes {list(classes)}")
+        return np.asarray([str(classes[i]) for i in v], dtype=object)
+    return v.astype(str).astype(object)
+
+
 def cam_grid(images, maps, labels, predictions, classes, *, n_per_class: int = 4,
              lungs=None, lesions=None) -> Figure:
     """Per true class (rows), up to `n_per_class` correct then as many wrong predictions, each with
-    its CAM; titles give true -> predicted, marked ok or WRONG."""
-    labels = np.asarray(labels, dtype=object)
-    predictions = np.asarray(predictions, dtype=object)
+    its CAM; titles give true -> predicted, marked ok or WRONG.
+
+    `labels` and `predictions` are class indexes into `classes` (as a model's argmax gives them)
+    or class names; both kinds are compared by name.
+    """
+    labels, predictions = _class_names(labels, classes), _class_names(predictions, classes)
     fig = Figure(figsize=(1.7 * 2 * n_per_class + 0.6, 1.9 * len(classes)), layout="constrained")
     axes = fig.subplots(len(classes), 2 * n_per_class, squeeze=False)
     im = None
-    for r, cls in enumerate(classes):
+    for r, cls in enumerate(map(str, classes)):
         ok = np.flatnonzero((labels == cls) & (predictions == cls))[:n_per_class]
         bad = np.flatnonzero((labels == cls) & (predictions != cls))[:n_per_class]
         for c in range(2 * n_per_class):

@@ -242,6 +242,21 @@ def test_figures_draw_aligned_maps():
         plots.cam_overlay(x, m[0, :16, :16])
 
 
+def test_cam_grid_takes_class_indexes_as_notebook_04_passes_them():
+    films = np.stack([square("tr")[0]] * 4)
+    maps = np.stack([E.cam(corner_model(), square("tr"), 1)[0]] * 4)
+    truth, predicted = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])  # ints, as argmax gives them
+    g = plots.cam_grid(films, maps, truth, predicted, ["normal", "pneumonia"], n_per_class=1)
+    assert [ax.get_title() for ax in g.axes[:4]] == [
+        "normal -> normal (ok)", "", "pneumonia -> pneumonia (ok)", "pneumonia -> normal (WRONG)"]
+    by_name = plots.cam_grid(films, maps, ["normal", "pneumonia", "pneumonia", "normal"],
+                             ["normal", "pneumonia", "normal", "normal"], ["normal", "pneumonia"],
+                             n_per_class=1)
+    assert [ax.get_title() for ax in by_name.axes] == [ax.get_title() for ax in g.axes]
+    with pytest.raises(ValueError, match="class index 2 out of range for the 2 classes"):
+        plots.cam_grid(films, maps, truth, np.array([0, 2, 0, 0]), ["normal", "pneumonia"])
+
+
 def test_nested_backbone_and_reloaded_models(tmp_path):
     keras.utils.set_random_seed(0)
     bi = keras.Input((S, S, 1))
