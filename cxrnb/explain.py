@@ -11,7 +11,7 @@ as tf-keras-vis, many times faster; the scores below use it.
 Measurements: `localisation` (share of CAM energy inside the lungs / lesion, pointing game),
 `faithfulness` (deletion and insertion curves and their areas) and `randomisation_check`
 (Adebayo et al. 2018: cascading randomisation of the layers from the top), each with a baseline
-(a uniform random map, or the trained model's own maps) beside the methods.
+(smooth random maps, or the trained model's own maps) beside the methods.
 """
 from __future__ import annotations
 
@@ -28,6 +28,8 @@ import tensorflow as tf
 from scipy.ndimage import gaussian_filter, zoom
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
+
+from .evaluate import _percentiles
 
 #: Every method `cam` knows, in display order.
 METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "smoothgrad")
@@ -396,19 +398,60 @@ def pointing_game(maps, masks) -> np.ndarray:
     return inside.reshape(len(maps), -1)[np.arange(len(maps)), flat]
 
 
-def random_maps(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    """Uniform random maps (i.i.d. pixels in [0, 1)): the baseline an explanation must beat."""
-    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+def random_maps(shape: tuple[int, int, int], seed: int = 0, *, cells: int | tuple[int, int] = 8
+                ) -> np.ndarray:
+    """Smooth random maps (B, H, W) in [0, 1]: the baseline an explanation must beat.
+
+    Uniform noise on a grid of `cells` (an int for a square grid, or (rows, columns)) is upsampled
+    bilinearly to the film and scaled to [0, 1], as a CAM is from its layer's grid. Deleting or
+    inserting such blobs leaves a plausible film, where i.i.d. pixel noise gives a speckled one
+    unlike any training film. `cells` = (H, W) gives that i.i.d. pixel noise (each cell a pixel).
+    The expected share of a random map's energy on a mask is about the mask's area share.
+    """
+    n, h, w = shape
+    gh, gw = (cells, cells) if np.ndim(cells) == 0 else cells
+    if not (1 <= gh <= h and 1 <= gw <= w) or gh * gw < 2:
+        raise ValueError(f"cells must be a grid of 2 to {h}x{w} cells, got {cells!r}")
+    return _expand(np.random.default_rng(seed).random((n, gh, gw), dtype=np.float32), (h, w))
+
+
+def _film_boot(values: Mapping[str, np.ndarray], groups, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+    """Bootstrap resamples (n_boot,) of the mean of each per-film array in `values` (NaN films left
+    out), drawing whole `groups` (patients; None: each film alone) with replacement. The same
+    groups and seed draw the same resamples, so the rows of a table are paired."""
+    n = len(next(iter(values.values())))
+    codes = np.arange(n) if groups is None else pd.factorize(np.asarray(groups))[0]
+    k = int(codes.max()) + 1 if n else 0
+    if k == 0:
+        return {name: np.full(n_boot, np.nan) for name in values}
+    draws = np.random.default_rng(seed).integers(0, k, (n_boot, k)) + k * np.arange(n_boot)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k).astype(float)
+    out = {}
+    for name, v in values.items():
+        ok = np.isfinite(v)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = (counts @ np.bincount(codes[ok], weights=v[ok], minlength=k)) / (
+                counts @ np.bincount(codes[ok], minlength=k))
+    return out
 
 
 def localisation(maps: Mapping[str, np.ndarray], lung_masks=None, lesion_masks=None, *,
-                 n_random: int = 20, seed: int = 0) -> pd.DataFrame:
+                 n_random: int = 20, seed: int = 0, cells: int | tuple[int, int] = 8, groups=None,
+                 n_boot: int = 1000, ci: float = 0.95) -> pd.DataFrame:
     """Localisation table, one row per method plus ``random map``: mean share of CAM energy inside
-    the lungs and inside the lesion, and the pointing-game hit rate (peak inside the lesion).
+    the lungs (``lung_energy``) and inside the lesion (``lesion_energy``), the lesion's share of the
+    film's area (``lesion_area``), their ratio (``lesion_energy_ratio``: 1 for a map that ignores
+    the lesion, 3 for one that puts three times the lesion's area share on it) and the pointing-game
+    hit rate (peak inside the lesion).
 
+    The maps must be those of the *finding* class (e.g. ``explain.cams(model, x, finding_index)``
+    with the true class of each film with a lesion), not of the predicted class: on a film the
+    model gets wrong the predicted class's map need not look at the finding at all.
     Lesion columns average over images with a non-empty lesion mask only (``n_lesion``). The random
-    row averages `n_random` draws of uniform random maps per image, measured like the methods
-    (its expectation is the mask's area share).
+    row averages `n_random` smooth random maps per image (`random_maps` with `cells`), measured
+    like the methods (its expectation is about the mask's area share: a ratio of about 1).
+    With `n_boot` > 0 every score gets ``_low`` / ``_high`` columns: the `ci` bootstrap percentile
+    interval over films, or over patients when `groups` gives each film's patient.
     """
     if not maps:
         raise ValueError("maps is empty: give {method: (B, H, W) maps}")
@@ -416,18 +459,34 @@ def localisation(maps: Mapping[str, np.ndarray], lung_masks=None, lesion_masks=N
     lung = None if lung_masks is None else _masks(lung_masks, first, "lung")
     lesion = None if lesion_masks is None else _masks(lesion_masks, first, "lesion")
     has = lesion.any(axis=(1, 2)) if lesion is not None else np.zeros(len(first), bool)
-    rng = np.random.default_rng(seed)
-    rand = [rng.random(first.shape, dtype=np.float32) for _ in range(n_random)]
+    groups = None if groups is None else np.asarray(groups)
+    if groups is not None and groups.shape != (len(first),):
+        raise ValueError(f"groups must give one patient per film ({len(first)}), got shape {groups.shape}")
+    rand = [random_maps(first.shape, seed + r, cells=cells) for r in range(n_random)]
+    parts = [("lung", np.ones(len(first), bool), lung), ("lesion", has, lesion)]
 
     def row(ms: list[np.ndarray]) -> dict:
+        """Scores of maps `ms` (draws of one kind, averaged per film) with their intervals."""
         r: dict = {}
-        if lung is not None:
-            r["lung_energy"] = float(np.nanmean([energy_share(m, lung) for m in ms]))
-        if lesion is not None:
-            r["lesion_energy"] = float(np.nanmean([energy_share(m[has], lesion[has]) for m in ms])) \
-                if has.any() else np.nan
-            r["pointing_game"] = float(np.mean([pointing_game(m[has], lesion[has]) for m in ms])) \
-                if has.any() else np.nan
+        for what, films, mask in parts:
+            if mask is None:
+                continue
+            mk, ms_ = mask[films], [m[films] for m in ms]
+            with warnings.catch_warnings():  # a map with no energy has no share: NaN, left out
+                warnings.simplefilter("ignore", RuntimeWarning)
+                per_film = {f"{what}_energy": np.nanmean([energy_share(m, mk) for m in ms_], 0)}
+                if what == "lesion":
+                    per_film["lesion_area"] = mk.mean(axis=(1, 2))
+                    per_film["pointing_game"] = np.mean([pointing_game(m, mk) for m in ms_], 0)
+                est = {k: float(np.nanmean(v)) for k, v in per_film.items()}
+            boot = _film_boot(per_film, None if groups is None else groups[films], n_boot, seed)
+            if what == "lesion":
+                est["lesion_energy_ratio"] = est["lesion_energy"] / est["lesion_area"]
+                boot["lesion_energy_ratio"] = boot["lesion_energy"] / boot.pop("lesion_area")
+            for k, v in est.items():
+                r[k] = v
+                if k in boot:
+                    r[f"{k}_low"], r[f"{k}_high"] = _percentiles(boot[k], ci)
         return r
 
     rows = {}
@@ -510,16 +569,18 @@ def deletion_insertion(model: keras.Model | Explainer, images, class_index, maps
 
 
 def faithfulness(model: keras.Model | Explainer, images, class_index, maps: Mapping[str, np.ndarray],
-                 *, steps: int = 16, reference: str = "blur", n_random: int = 3, seed: int = 0
-                 ) -> tuple[pd.DataFrame, dict[str, Curves]]:
+                 *, steps: int = 16, reference: str = "blur", n_random: int = 3, seed: int = 0,
+                 cells: int | tuple[int, int] = 8) -> tuple[pd.DataFrame, dict[str, Curves]]:
     """Table of mean deletion AUC (lower is better) and insertion AUC (higher is better) per method,
-    with a ``random map`` row (mean over `n_random` uniform random maps), and the curves."""
+    with a ``random map`` row (mean over `n_random` smooth random maps of `cells`, see
+    `random_maps`: deleting their blobs leaves a plausible film, as deleting a CAM's does), and
+    the curves."""
     ex = explainer(model)
     x = ex.check_images(images)
     curves = {name: deletion_insertion(ex, x, class_index, m, steps=steps, reference=reference)
               for name, m in maps.items()}
-    rand = [deletion_insertion(ex, x, class_index, random_maps(x.shape[:3], seed + r), steps=steps,
-                               reference=reference) for r in range(n_random)]
+    rand = [deletion_insertion(ex, x, class_index, random_maps(x.shape[:3], seed + r, cells=cells),
+                               steps=steps, reference=reference) for r in range(n_random)]
     curves["random map"] = Curves(rand[0].fractions, np.mean([c.deletion for c in rand], 0),
                                   np.mean([c.insertion for c in rand], 0))
     table = pd.DataFrame({name: {"deletion_auc": float(c.deletion_auc.mean()),

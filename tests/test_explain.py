@@ -147,6 +147,60 @@ def test_localisation_scores_known_answer():
     assert t.loc["random map", "lesion_energy"] == pytest.approx(4 / 64, abs=0.02)
     assert t.loc["random map", "pointing_game"] == pytest.approx(4 / 64, abs=0.05)
     assert t["n_lesion"].iloc[0] == 1
+    assert t.loc["perfect", "lesion_area"] == 4 / 64 and t.loc["perfect", "lesion_energy_ratio"] == 16.0
+    assert t.loc["random map", "lesion_energy_ratio"] == pytest.approx(1.0, abs=0.3)
+
+
+def test_random_maps_are_smooth_seeded_blobs_unless_each_cell_is_a_pixel():
+    m = E.random_maps((3, S, S), seed=5)
+    assert m.shape == (3, S, S) and m.dtype == np.float32
+    assert np.allclose(m.min(axis=(1, 2)), 0) and np.allclose(m.max(axis=(1, 2)), 1, atol=1e-6)
+    np.testing.assert_array_equal(m, E.random_maps((3, S, S), seed=5))
+    assert not np.allclose(m, E.random_maps((3, S, S), seed=6))
+
+    def neighbours(maps):  # correlation of horizontally adjacent pixels
+        return np.corrcoef(maps[:, :, :-1].ravel(), maps[:, :, 1:].ravel())[0, 1]
+
+    assert neighbours(m) > 0.9 and neighbours(E.random_maps((3, S, S), cells=(4, 6))) > 0.9
+    assert abs(neighbours(E.random_maps((3, S, S), cells=S))) < 0.1   # i.i.d. pixels, the old kind
+    for bad in (1, S + 1, (0, 4)):
+        with pytest.raises(ValueError, match="cells must be a grid of 2 to 32x32 cells"):
+            E.random_maps((1, S, S), cells=bad)
+
+
+def test_smooth_random_maps_put_the_mask_area_share_on_a_mask_on_average():
+    yy, xx = np.mgrid[:64, :64]
+    masks = {"lesion": (yy - 20) ** 2 / 36 + (xx - 45) ** 2 / 64 < 1,   # 3 % of the film, off the grid
+             "lungs": ((yy - 34) ** 2 / 400 + (np.abs(xx - 32) - 14) ** 2 / 100) < 1,
+             "corner": (yy < 6) & (xx < 6)}
+    maps = E.random_maps((600, 64, 64), seed=3)
+    for name, mask in masks.items():
+        share = E.energy_share(maps, np.broadcast_to(mask, maps.shape))
+        assert share.std() > 0.05 * mask.mean(), name                  # each map is not uniform...
+        assert share.mean() == pytest.approx(mask.mean(), rel=0.05), name  # ...their mean is the area
+
+
+def test_localisation_intervals_cover_the_estimate_and_widen_when_films_share_a_patient():
+    rng = np.random.default_rng(0)
+    lesion = np.zeros((12, S, S), np.uint8)
+    lesion[:, 4:12, 20:28] = 255                              # 1/16 of the film
+    maps = E.random_maps(lesion.shape, seed=1, cells=4) * 0.5
+    maps[:, 4:12, 20:28] += rng.random((12, 1, 1)) * 0.5       # some films light the lesion more
+    maps[:6] = maps[0]                                        # six copies of one patient's film
+    t = E.localisation({"cam": maps}, None, lesion, n_boot=400, n_random=5)
+    g = E.localisation({"cam": maps}, None, lesion, n_boot=400, n_random=5,
+                       groups=["p0"] * 6 + [f"p{i}" for i in range(1, 7)])
+    for col in ("lesion_energy", "pointing_game", "lesion_energy_ratio"):
+        for table in (t, g):
+            r = table.loc["cam"]
+            assert r[f"{col}_low"] <= r[col] <= r[f"{col}_high"], col
+    assert t.loc["cam", "lesion_energy_ratio"] == pytest.approx(t.loc["cam", "lesion_energy"] * 16)
+    assert t.loc["cam", "lesion_energy_ratio_low"] > 1.5            # well above the area share
+    width = {name: x.loc["cam", "lesion_energy_high"] - x.loc["cam", "lesion_energy_low"]
+             for name, x in (("films", t), ("patients", g))}
+    assert width["patients"] > 1.2 * width["films"]
+    assert list(E.localisation({"cam": maps}, None, lesion, n_boot=400, n_random=5).columns) == list(t.columns)
+    assert t.loc["random map", "lesion_energy_ratio_low"] < 1 < t.loc["random map", "lesion_energy_ratio_high"]
 
 
 def test_faithfulness_ranks_the_true_map_above_random():
@@ -161,6 +215,9 @@ def test_faithfulness_ranks_the_true_map_above_random():
     assert table.loc["inverse", "deletion_auc"] > table.loc["truth", "deletion_auc"]
     c = curves["truth"]
     assert c.deletion.shape == (2, 9) and c.deletion[:, 0] == pytest.approx(c.insertion[:, -1])
+    smooth = [E.deletion_insertion(model, x, 1, E.random_maps((2, S, S), seed=r), steps=8, reference="mean")
+              for r in range(2)]                               # the random row: smooth blobs
+    np.testing.assert_allclose(curves["random map"].deletion, np.mean([s.deletion for s in smooth], 0))
 
 
 # ---- sanity check ------------------------------------------------------------------------
