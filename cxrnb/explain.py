@@ -9,9 +9,11 @@ compiled path (one `tf.function` per model and layer over a whole batch) that gi
 as tf-keras-vis, many times faster; the scores below use it.
 
 Measurements: `localisation` (share of CAM energy inside the lungs / lesion, pointing game),
-`faithfulness` (deletion and insertion curves and their areas) and `randomisation_check`
-(Adebayo et al. 2018: cascading randomisation of the layers from the top), each with a baseline
-(smooth random maps, or the trained model's own maps) beside the methods.
+`faithfulness` (deletion and insertion curves and their areas), `randomisation_check` and
+`data_randomisation_check` (Adebayo et al. 2018: cascading randomisation of the layers from the
+top; a model trained on shuffled labels), each with a baseline (smooth random maps, or the trained
+model's own maps) beside the methods. A constant map has no rank correlation: "undefined", never a
+pass.
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from scipy.ndimage import gaussian_filter, zoom
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
 from skimage.metrics import structural_similarity
 
 from .evaluate import _percentiles
@@ -620,6 +622,48 @@ def _randomise(layer: keras.layers.Layer, seed: int) -> None:
         v.assign(fresh(v.shape, dtype=v.dtype))
 
 
+def _map_fns(methods: Sequence[str] | Mapping[str, MapFn], seed: int) -> dict[str, MapFn]:
+    """{name: fn(explainer, images, class_index) -> maps} from `METHODS` names or such functions."""
+    if isinstance(methods, Mapping):
+        return dict(methods)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown CAM method {bad[0]!r}; choose from {list(METHODS)}")
+    return {m: (lambda ex, x, c, m=m: cam(ex, x, c, m, seed=seed)) for m in methods}
+
+
+def rank_correlation(a, b) -> np.ndarray:
+    """Spearman's rank correlation of each pair of maps (B, H, W); NaN where either map is
+    constant: its ranks are all tied, so the correlation is undefined (not 0, not a change)."""
+    ra, rb = (rankdata(np.asarray(m, np.float64).reshape(len(m), -1), axis=1) for m in (a, b))
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _similarity(ref: np.ndarray, new: np.ndarray) -> pd.DataFrame:
+    """Per film: Spearman rank correlation (NaN: a constant map) and SSIM of two sets of maps."""
+    ssim = [structural_similarity(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0)
+            for a, b in zip(ref, new)]
+    return pd.DataFrame({"spearman": rank_correlation(ref, new), "ssim": ssim})
+
+
+def _summary(films: pd.DataFrame) -> dict:
+    """Mean Spearman over the films where it is defined, mean SSIM, and how many are undefined."""
+    rho = films["spearman"].to_numpy()
+    return {"spearman": float(np.nanmean(rho)) if np.isfinite(rho).any() else np.nan,
+            "ssim": float(films["ssim"].mean()), "n_undefined": int(np.isnan(rho).sum())}
+
+
+def _verdict(table: pd.DataFrame, n_images: int, threshold: float, changed: str, same: str) -> pd.DataFrame:
+    """`passes` (True, False, or NA when most films have a constant map) and its sentence."""
+    undefined = table["n_undefined"] > n_images / 2
+    passes = pd.Series(table["spearman"] < threshold, dtype="boolean").mask(undefined, pd.NA)
+    text = np.where(passes.fillna(False), f"PASS: {changed}", f"FAIL: {same}")
+    undef = "UNDEFINED: constant maps (" + table["n_undefined"].astype(str) + f" of {n_images} films)"
+    return table.assign(passes=passes, verdict=np.where(undefined, undef, text))
+
+
 def randomisation_check(model: keras.Model, images, class_index,
                         methods: Sequence[str] | Mapping[str, MapFn] = ("gradcam", "gradcam++"), *,
                         layer: str | None = None, threshold: float = 0.5, seed: int = 0
@@ -628,18 +672,18 @@ def randomisation_check(model: keras.Model, images, class_index,
 
     On a copy of `model`, the layers with weights are re-initialised one after another from the
     output backwards; after each, every method's maps are compared with the trained model's by
-    the mean Spearman rank correlation and the mean SSIM over the images. A method whose maps do
-    not change fails: it passes only when, once every layer is random, its rank correlation is
-    below `threshold`. `methods` are names from `METHODS` or {name: fn(explainer, images,
-    class_index) -> maps} (e.g. a control that ignores the weights).
+    the mean Spearman rank correlation and the mean SSIM over the images. A film whose map is
+    constant (before or after) has no rank correlation: it is counted in ``n_undefined`` and left
+    out of the mean, never counted as a change. A method passes when, once every layer is random,
+    its rank correlation is below `threshold`; it is UNDEFINED when most films' maps are constant.
+    `methods` are names from `METHODS` or {name: fn(explainer, images, class_index) -> maps}
+    (e.g. a control that ignores the weights).
 
-    Returns (similarity per randomised layer and method, verdict per method).
+    Returns (the cascade: one row per step and method with ``randomised_to``, ``spearman``,
+    ``ssim``, ``n_undefined``; the verdict per method: the last step's values, the first step
+    whose rank correlation is below `threshold` and its layer, ``passes`` and ``verdict``).
     """
-    fns: dict[str, MapFn] = dict(methods) if isinstance(methods, Mapping) else {}
-    for m in ([] if isinstance(methods, Mapping) else methods):
-        if m not in METHODS:
-            raise ValueError(f"unknown CAM method {m!r}; choose from {list(METHODS)}")
-        fns[m] = lambda ex, x, c, m=m: cam(ex, x, c, m, seed=seed)
+    fns = _map_fns(methods, seed)
     ex0 = Explainer(model, layer)
     x = ex0.check_images(images)
     idx = ex0.check_classes(class_index, len(x))
@@ -651,16 +695,44 @@ def randomisation_check(model: keras.Model, images, class_index,
     for k, lay in enumerate(cascade):
         _randomise(lay, seed + k)
         for m, f in fns.items():
-            new = np.asarray(f(ex, x, idx))
-            rho = [spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(ref[m], new)]
-            ssim = [structural_similarity(a, b, data_range=1.0) for a, b in zip(ref[m], new)]
             rows.append({"method": m, "step": k + 1, "randomised_to": lay.name,
-                         "spearman": float(np.nanmean(np.nan_to_num(rho, nan=0.0))),
-                         "ssim": float(np.mean(ssim))})
+                         **_summary(_similarity(ref[m], np.asarray(f(ex, x, idx))))})
     sim = pd.DataFrame(rows)
-    last = sim[sim["step"] == len(cascade)].set_index("method")
-    verdict = pd.DataFrame({"spearman_all_random": last["spearman"], "ssim_all_random": last["ssim"]})
-    verdict["passes"] = verdict["spearman_all_random"] < threshold
-    verdict["verdict"] = np.where(verdict["passes"], "PASS: maps depend on the weights",
-                                  "FAIL: maps do not change when the weights are randomised")
-    return sim, verdict
+    last = sim[sim["step"] == len(cascade)].set_index("method")[["spearman", "ssim", "n_undefined"]]
+    below = sim[sim["spearman"] < threshold].groupby("method").first().reindex(last.index)
+    verdict = _verdict(last.assign(first_step_below=below["step"].astype("Int64"),
+                                   first_layer_below=below["randomised_to"]), len(x), threshold,
+                       "maps depend on the weights", "maps do not change when the weights are randomised")
+    return sim, verdict.rename(columns={"spearman": "spearman_all_random", "ssim": "ssim_all_random"})
+
+
+def data_randomisation_check(model: keras.Model, shuffled: keras.Model, images, class_index,
+                             methods: Sequence[str] | Mapping[str, MapFn] = ("gradcam", "gradcam++"), *,
+                             layer: str | None = None, threshold: float = 0.5, seed: int = 0
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Adebayo et al. (2018) data-randomisation test: the maps of `model` (trained on the real
+    labels) against those of `shuffled`, the same architecture trained by the caller on the same
+    films with the labels shuffled, which can only have memorised. A method whose maps stay the
+    same explains the architecture or the film, not what the labels taught: it fails.
+
+    Both models' maps of `class_index` are compared film by film (Spearman rank correlation, NaN
+    for a constant map; SSIM). `layer` (a name) is used in both; by default each model's last
+    spatial layer, the same position for the same architecture (auto-generated names differ).
+    A method passes when the mean rank correlation is below `threshold`; it is UNDEFINED when most
+    films' maps are constant. Returns (per film and method: ``spearman``, ``ssim``; per method:
+    ``spearman``, ``ssim``, ``n_undefined``, ``passes``, ``verdict``).
+    """
+    fns = _map_fns(methods, seed)
+    ex0, ex1 = Explainer(model, layer), Explainer(shuffled, layer)
+    if ex1.input_shape != ex0.input_shape or ex1.n_classes != ex0.n_classes:
+        raise ValueError(f"shuffled model takes {ex1.input_shape} with {ex1.n_classes} classes but "
+                         f"the model {ex0.input_shape} with {ex0.n_classes}: train the same architecture")
+    x = ex0.check_images(images)
+    idx = ex0.check_classes(class_index, len(x))
+    films = pd.concat([_similarity(np.asarray(f(ex0, x, idx)), np.asarray(f(ex1, x, idx)))
+                       .assign(method=m, film=np.arange(len(x))) for m, f in fns.items()], ignore_index=True)
+    films = films[["method", "film", "spearman", "ssim"]]
+    summary = pd.DataFrame.from_dict({m: _summary(g) for m, g in films.groupby("method", sort=False)},
+                                     orient="index").rename_axis("method")
+    return films, _verdict(summary, len(x), threshold, "maps change when the labels are shuffled",
+                           "maps of a model trained on shuffled labels are the same")

@@ -1,9 +1,12 @@
 """CAMs: never blank, aligned, equal on both paths; scores with known answers; sanity check; bad input."""
+import functools
 import re
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from cxrnb import explain as E
 from cxrnb import plots
@@ -222,8 +225,10 @@ def test_faithfulness_ranks_the_true_map_above_random():
 
 # ---- sanity check ------------------------------------------------------------------------
 
-def trained_model() -> tuple[keras.Model, np.ndarray]:
-    """A tiny CNN trained briefly to tell films with a bright square (anywhere) from films without."""
+@functools.cache
+def trained_model(shuffle: bool = False) -> tuple[keras.Model, np.ndarray]:
+    """A tiny CNN trained briefly to tell films with a bright square (anywhere) from films without,
+    or (`shuffle`) the same architecture trained on the same films with the labels shuffled."""
     rng = np.random.default_rng(0)
     x = rng.random((160, S, S, 1), dtype=np.float32) * 0.4
     y = np.arange(160) % 2
@@ -232,16 +237,23 @@ def trained_model() -> tuple[keras.Model, np.ndarray]:
         x[i, r:r + 8, c:c + 8] = 0.9
     model = tiny("functional", "softmax", 2, seed=1)
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
-    assert model.evaluate(x, y, verbose=0)[1] > 0.9
+    labels = rng.permutation(y) if shuffle else y
+    model.fit(x, labels, epochs=6, batch_size=32, verbose=0)
+    assert (model.evaluate(x, y, verbose=0)[1] > 0.9) != shuffle
     return model, x[1:12:2]
+
+
+def blank_when_randomised(model: keras.Model):
+    """A method whose maps are Grad-CAM's on `model` and constant (all zero) on any other model."""
+    return lambda ex, im, c: E.cam(ex, im, c, "gradcam") if ex.model is model else np.zeros(im.shape[:3])
 
 
 def test_sanity_check_passes_gradcam_and_fails_a_map_that_ignores_the_weights():
     model, x = trained_model()
     before = [w.copy() for w in model.get_weights()]
     methods = {"gradcam": lambda ex, im, c: E.cam(ex, im, c, "gradcam"),
-               "intensity": lambda ex, im, c: im[..., 0]}
+               "gradcam++": lambda ex, im, c: E.cam(ex, im, c, "gradcam++"),
+               "intensity": lambda ex, im, c: im[..., 0], "blank": blank_when_randomised(model)}
     sim, verdict = E.randomisation_check(model, x, 1, methods)
     assert verdict.loc["gradcam", "passes"] and not verdict.loc["intensity", "passes"]
     assert verdict.loc["intensity", "verdict"].startswith("FAIL")
@@ -249,6 +261,47 @@ def test_sanity_check_passes_gradcam_and_fails_a_map_that_ignores_the_weights():
     assert set(sim["step"]) == {1, 2, 3}                               # every layer with weights
     assert (sim[sim["method"] == "intensity"]["spearman"] > 0.999).all()
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # on a copy
+    # the cascade: the step where each CAM first falls below the threshold; the control never does
+    for method in ("gradcam", "gradcam++"):
+        g = sim[sim["method"] == method].set_index("step")
+        first = verdict.loc[method, "first_step_below"]
+        assert g.loc[first, "spearman"] < 0.5 and (g.loc[:first - 1, "spearman"] >= 0.5).all()
+        assert verdict.loc[method, "first_layer_below"] == g.loc[first, "randomised_to"]
+    assert pd.isna(verdict.loc["intensity", "first_step_below"])
+    # a constant map has no rank correlation: undefined, not a pass (nan_to_num counted it as 0)
+    assert (sim[sim["method"] == "blank"]["n_undefined"] == len(x)).all()
+    assert sim[sim["method"] == "blank"]["spearman"].isna().all()
+    assert pd.isna(verdict.loc["blank", "passes"])
+    assert verdict.loc["blank", "verdict"] == f"UNDEFINED: constant maps ({len(x)} of {len(x)} films)"
+
+
+def test_rank_correlation_is_spearman_and_undefined_for_a_constant_map():
+    a, b = np.random.default_rng(0).random((2, 3, 6, 6))
+    b[1] = a[1] ** 3                                           # same ranks
+    b[2] = 0.5                                                 # constant
+    rho = E.rank_correlation(a, b)
+    assert rho[0] == pytest.approx(spearmanr(a[0].ravel(), b[0].ravel()).statistic)
+    assert rho[1] == pytest.approx(1.0) and np.isnan(rho[2])
+
+
+def test_data_randomisation_tells_a_model_of_real_labels_from_one_of_shuffled_labels():
+    model, x = trained_model()
+    shuffled, _ = trained_model(shuffle=True)
+    methods = {"gradcam": lambda ex, im, c: E.cam(ex, im, c, "gradcam"),
+               "intensity": lambda ex, im, c: im[..., 0], "blank": blank_when_randomised(model)}
+    films, verdict = E.data_randomisation_check(model, shuffled, x, 1, methods)
+    assert len(films) == 3 * len(x) and set(films["method"]) == set(methods)
+    assert verdict.loc["gradcam", "passes"] and verdict.loc["gradcam", "verdict"].startswith("PASS")
+    g = films[films["method"] == "gradcam"]
+    assert verdict.loc["gradcam", "spearman"] == pytest.approx(g["spearman"].mean())
+    assert verdict.loc["gradcam", "ssim"] == pytest.approx(g["ssim"].mean())
+    assert verdict.loc["intensity", "spearman"] == pytest.approx(1.0)  # ignores the model: fails
+    assert verdict.loc["intensity", "verdict"].startswith("FAIL")
+    assert pd.isna(verdict.loc["blank", "passes"]) and verdict.loc["blank", "verdict"].startswith("UNDEFINED")
+    _, same = E.data_randomisation_check(model, model, x, 1, ["gradcam"])  # one model twice: no change
+    assert same.loc["gradcam", "spearman"] == pytest.approx(1.0) and not same.loc["gradcam", "passes"]
+    with pytest.raises(ValueError, match="shuffled model takes .* with 3 classes but the model .* with 2"):
+        E.data_randomisation_check(model, tiny("functional", "softmax", 3), x, 1)
 
 
 # ---- bad inputs --------------------------------------------------------------------------
