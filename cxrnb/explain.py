@@ -396,8 +396,8 @@ def pointing_game(maps, masks) -> np.ndarray:
     """Per image, whether the map's peak (first maximum in row-major order) lies inside the mask."""
     maps = np.asarray(maps)
     inside = _masks(masks, maps, "")
-    flat = maps.reshape(len(maps), -1).argmax(axis=1)
-    return inside.reshape(len(maps), -1)[np.arange(len(maps)), flat]
+    shape = (len(maps), int(np.prod(maps.shape[1:])))  # not -1: no films is no hits, not an error
+    return inside.reshape(shape)[np.arange(len(maps)), maps.reshape(shape).argmax(axis=1)]
 
 
 def random_maps(shape: tuple[int, int, int], seed: int = 0, *, cells: int | tuple[int, int] = 8
@@ -449,7 +449,8 @@ def localisation(maps: Mapping[str, np.ndarray], lung_masks=None, lesion_masks=N
     The maps must be those of the *finding* class (e.g. ``explain.cams(model, x, finding_index)``
     with the true class of each film with a lesion), not of the predicted class: on a film the
     model gets wrong the predicted class's map need not look at the finding at all.
-    Lesion columns average over images with a non-empty lesion mask only (``n_lesion``). The random
+    Lesion columns average over images with a non-empty lesion mask only (``n_lesion``); a constant
+    (e.g. all-zero) map has no energy share and no peak, so it is left out of them. The random
     row averages `n_random` smooth random maps per image (`random_maps` with `cells`), measured
     like the methods (its expectation is about the mask's area share: a ratio of about 1).
     With `n_boot` > 0 every score gets ``_low`` / ``_high`` columns: the `ci` bootstrap percentile
@@ -479,7 +480,9 @@ def localisation(maps: Mapping[str, np.ndarray], lung_masks=None, lesion_masks=N
                 per_film = {f"{what}_energy": np.nanmean([energy_share(m, mk) for m in ms_], 0)}
                 if what == "lesion":
                     per_film["lesion_area"] = mk.mean(axis=(1, 2))
-                    per_film["pointing_game"] = np.mean([pointing_game(m, mk) for m in ms_], 0)
+                    per_film["pointing_game"] = np.nanmean([np.where(np.ptp(m, axis=(1, 2)) > 0,
+                                                                     pointing_game(m, mk), np.nan)
+                                                            for m in ms_], 0)
                 est = {k: float(np.nanmean(v)) for k, v in per_film.items()}
             boot = _film_boot(per_film, None if groups is None else groups[films], n_boot, seed)
             if what == "lesion":

@@ -152,6 +152,10 @@ def test_localisation_scores_known_answer():
     assert t["n_lesion"].iloc[0] == 1
     assert t.loc["perfect", "lesion_area"] == 4 / 64 and t.loc["perfect", "lesion_energy_ratio"] == 16.0
     assert t.loc["random map", "lesion_energy_ratio"] == pytest.approx(1.0, abs=0.3)
+    blank = E.localisation({"blank": np.zeros_like(half)}, lung, lesion)  # no energy, no peak: not scored
+    assert blank.loc["blank", ["lung_energy", "lesion_energy", "pointing_game"]].isna().all()
+    none = E.localisation({"half": half}, lung, np.zeros_like(lesion))     # no film with a lesion
+    assert none.loc["half", "lung_energy"] == 0.75 and none.loc["half", "lesion_energy":].iloc[:-2].isna().all()
 
 
 def test_random_maps_are_smooth_seeded_blobs_unless_each_cell_is_a_pixel():
