@@ -9,9 +9,11 @@ compiled path (one `tf.function` per model and layer over a whole batch) that gi
 as tf-keras-vis, many times faster; the scores below use it.
 
 Measurements: `localisation` (share of CAM energy inside the lungs / lesion, pointing game),
-`faithfulness` (deletion and insertion curves and their areas) and `randomisation_check`
-(Adebayo et al. 2018: cascading randomisation of the layers from the top), each with a baseline
-(a uniform random map, or the trained model's own maps) beside the methods.
+`faithfulness` (deletion and insertion curves and their areas), `randomisation_check` and
+`data_randomisation_check` (Adebayo et al. 2018: cascading randomisation of the layers from the
+top; a model trained on shuffled labels), each with a baseline (smooth random maps, or the trained
+model's own maps) beside the methods. A constant map has no rank correlation: "undefined", never a
+pass.
 """
 from __future__ import annotations
 
@@ -26,8 +28,10 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from scipy.ndimage import gaussian_filter, zoom
-from scipy.stats import spearmanr
+from scipy.stats import rankdata
 from skimage.metrics import structural_similarity
+
+from .evaluate import _percentiles
 
 #: Every method `cam` knows, in display order.
 METHODS = ("gradcam", "gradcam++", "layercam", "scorecam", "smoothgrad")
@@ -392,23 +396,65 @@ def pointing_game(maps, masks) -> np.ndarray:
     """Per image, whether the map's peak (first maximum in row-major order) lies inside the mask."""
     maps = np.asarray(maps)
     inside = _masks(masks, maps, "")
-    flat = maps.reshape(len(maps), -1).argmax(axis=1)
-    return inside.reshape(len(maps), -1)[np.arange(len(maps)), flat]
+    shape = (len(maps), int(np.prod(maps.shape[1:])))  # not -1: no films is no hits, not an error
+    return inside.reshape(shape)[np.arange(len(maps)), maps.reshape(shape).argmax(axis=1)]
 
 
-def random_maps(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
-    """Uniform random maps (i.i.d. pixels in [0, 1)): the baseline an explanation must beat."""
-    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+def random_maps(shape: tuple[int, int, int], seed: int = 0, *, cells: int | tuple[int, int] = 8
+                ) -> np.ndarray:
+    """Smooth random maps (B, H, W) in [0, 1]: the baseline an explanation must beat.
+
+    Uniform noise on a grid of `cells` (an int for a square grid, or (rows, columns)) is upsampled
+    bilinearly to the film and scaled to [0, 1], as a CAM is from its layer's grid. Deleting or
+    inserting such blobs leaves a plausible film, where i.i.d. pixel noise gives a speckled one
+    unlike any training film. `cells` = (H, W) gives that i.i.d. pixel noise (each cell a pixel).
+    The expected share of a random map's energy on a mask is about the mask's area share.
+    """
+    n, h, w = shape
+    gh, gw = (cells, cells) if np.ndim(cells) == 0 else cells
+    if not (1 <= gh <= h and 1 <= gw <= w) or gh * gw < 2:
+        raise ValueError(f"cells must be a grid of 2 to {h}x{w} cells, got {cells!r}")
+    return _expand(np.random.default_rng(seed).random((n, gh, gw), dtype=np.float32), (h, w))
+
+
+def _film_boot(values: Mapping[str, np.ndarray], groups, n_boot: int, seed: int) -> dict[str, np.ndarray]:
+    """Bootstrap resamples (n_boot,) of the mean of each per-film array in `values` (NaN films left
+    out), drawing whole `groups` (patients; None: each film alone) with replacement. The same
+    groups and seed draw the same resamples, so the rows of a table are paired."""
+    n = len(next(iter(values.values())))
+    codes = np.arange(n) if groups is None else pd.factorize(np.asarray(groups))[0]
+    k = int(codes.max()) + 1 if n else 0
+    if k == 0:
+        return {name: np.full(n_boot, np.nan) for name in values}
+    draws = np.random.default_rng(seed).integers(0, k, (n_boot, k)) + k * np.arange(n_boot)[:, None]
+    counts = np.bincount(draws.ravel(), minlength=n_boot * k).reshape(n_boot, k).astype(float)
+    out = {}
+    for name, v in values.items():
+        ok = np.isfinite(v)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[name] = (counts @ np.bincount(codes[ok], weights=v[ok], minlength=k)) / (
+                counts @ np.bincount(codes[ok], minlength=k))
+    return out
 
 
 def localisation(maps: Mapping[str, np.ndarray], lung_masks=None, lesion_masks=None, *,
-                 n_random: int = 20, seed: int = 0) -> pd.DataFrame:
+                 n_random: int = 20, seed: int = 0, cells: int | tuple[int, int] = 8, groups=None,
+                 n_boot: int = 1000, ci: float = 0.95) -> pd.DataFrame:
     """Localisation table, one row per method plus ``random map``: mean share of CAM energy inside
-    the lungs and inside the lesion, and the pointing-game hit rate (peak inside the lesion).
+    the lungs (``lung_energy``) and inside the lesion (``lesion_energy``), the lesion's share of the
+    film's area (``lesion_area``), their ratio (``lesion_energy_ratio``: 1 for a map that ignores
+    the lesion, 3 for one that puts three times the lesion's area share on it) and the pointing-game
+    hit rate (peak inside the lesion).
 
-    Lesion columns average over images with a non-empty lesion mask only (``n_lesion``). The random
-    row averages `n_random` draws of uniform random maps per image, measured like the methods
-    (its expectation is the mask's area share).
+    The maps must be those of the *finding* class (e.g. ``explain.cams(model, x, finding_index)``
+    with the true class of each film with a lesion), not of the predicted class: on a film the
+    model gets wrong the predicted class's map need not look at the finding at all.
+    Lesion columns average over images with a non-empty lesion mask only (``n_lesion``); a constant
+    (e.g. all-zero) map has no energy share and no peak, so it is left out of them. The random
+    row averages `n_random` smooth random maps per image (`random_maps` with `cells`), measured
+    like the methods (its expectation is about the mask's area share: a ratio of about 1).
+    With `n_boot` > 0 every score gets ``_low`` / ``_high`` columns: the `ci` bootstrap percentile
+    interval over films, or over patients when `groups` gives each film's patient.
     """
     if not maps:
         raise ValueError("maps is empty: give {method: (B, H, W) maps}")
@@ -416,18 +462,36 @@ def localisation(maps: Mapping[str, np.ndarray], lung_masks=None, lesion_masks=N
     lung = None if lung_masks is None else _masks(lung_masks, first, "lung")
     lesion = None if lesion_masks is None else _masks(lesion_masks, first, "lesion")
     has = lesion.any(axis=(1, 2)) if lesion is not None else np.zeros(len(first), bool)
-    rng = np.random.default_rng(seed)
-    rand = [rng.random(first.shape, dtype=np.float32) for _ in range(n_random)]
+    groups = None if groups is None else np.asarray(groups)
+    if groups is not None and groups.shape != (len(first),):
+        raise ValueError(f"groups must give one patient per film ({len(first)}), got shape {groups.shape}")
+    rand = [random_maps(first.shape, seed + r, cells=cells) for r in range(n_random)]
+    parts = [("lung", np.ones(len(first), bool), lung), ("lesion", has, lesion)]
 
     def row(ms: list[np.ndarray]) -> dict:
+        """Scores of maps `ms` (draws of one kind, averaged per film) with their intervals."""
         r: dict = {}
-        if lung is not None:
-            r["lung_energy"] = float(np.nanmean([energy_share(m, lung) for m in ms]))
-        if lesion is not None:
-            r["lesion_energy"] = float(np.nanmean([energy_share(m[has], lesion[has]) for m in ms])) \
-                if has.any() else np.nan
-            r["pointing_game"] = float(np.mean([pointing_game(m[has], lesion[has]) for m in ms])) \
-                if has.any() else np.nan
+        for what, films, mask in parts:
+            if mask is None:
+                continue
+            mk, ms_ = mask[films], [m[films] for m in ms]
+            with warnings.catch_warnings():  # a map with no energy has no share: NaN, left out
+                warnings.simplefilter("ignore", RuntimeWarning)
+                per_film = {f"{what}_energy": np.nanmean([energy_share(m, mk) for m in ms_], 0)}
+                if what == "lesion":
+                    per_film["lesion_area"] = mk.mean(axis=(1, 2))
+                    per_film["pointing_game"] = np.nanmean([np.where(np.ptp(m, axis=(1, 2)) > 0,
+                                                                     pointing_game(m, mk), np.nan)
+                                                            for m in ms_], 0)
+                est = {k: float(np.nanmean(v)) for k, v in per_film.items()}
+            boot = _film_boot(per_film, None if groups is None else groups[films], n_boot, seed)
+            if what == "lesion":
+                est["lesion_energy_ratio"] = est["lesion_energy"] / est["lesion_area"]
+                boot["lesion_energy_ratio"] = boot["lesion_energy"] / boot.pop("lesion_area")
+            for k, v in est.items():
+                r[k] = v
+                if k in boot:
+                    r[f"{k}_low"], r[f"{k}_high"] = _percentiles(boot[k], ci)
         return r
 
     rows = {}
@@ -510,16 +574,18 @@ def deletion_insertion(model: keras.Model | Explainer, images, class_index, maps
 
 
 def faithfulness(model: keras.Model | Explainer, images, class_index, maps: Mapping[str, np.ndarray],
-                 *, steps: int = 16, reference: str = "blur", n_random: int = 3, seed: int = 0
-                 ) -> tuple[pd.DataFrame, dict[str, Curves]]:
+                 *, steps: int = 16, reference: str = "blur", n_random: int = 3, seed: int = 0,
+                 cells: int | tuple[int, int] = 8) -> tuple[pd.DataFrame, dict[str, Curves]]:
     """Table of mean deletion AUC (lower is better) and insertion AUC (higher is better) per method,
-    with a ``random map`` row (mean over `n_random` uniform random maps), and the curves."""
+    with a ``random map`` row (mean over `n_random` smooth random maps of `cells`, see
+    `random_maps`: deleting their blobs leaves a plausible film, as deleting a CAM's does), and
+    the curves."""
     ex = explainer(model)
     x = ex.check_images(images)
     curves = {name: deletion_insertion(ex, x, class_index, m, steps=steps, reference=reference)
               for name, m in maps.items()}
-    rand = [deletion_insertion(ex, x, class_index, random_maps(x.shape[:3], seed + r), steps=steps,
-                               reference=reference) for r in range(n_random)]
+    rand = [deletion_insertion(ex, x, class_index, random_maps(x.shape[:3], seed + r, cells=cells),
+                               steps=steps, reference=reference) for r in range(n_random)]
     curves["random map"] = Curves(rand[0].fractions, np.mean([c.deletion for c in rand], 0),
                                   np.mean([c.insertion for c in rand], 0))
     table = pd.DataFrame({name: {"deletion_auc": float(c.deletion_auc.mean()),
@@ -559,6 +625,48 @@ def _randomise(layer: keras.layers.Layer, seed: int) -> None:
         v.assign(fresh(v.shape, dtype=v.dtype))
 
 
+def _map_fns(methods: Sequence[str] | Mapping[str, MapFn], seed: int) -> dict[str, MapFn]:
+    """{name: fn(explainer, images, class_index) -> maps} from `METHODS` names or such functions."""
+    if isinstance(methods, Mapping):
+        return dict(methods)
+    bad = [m for m in methods if m not in METHODS]
+    if bad:
+        raise ValueError(f"unknown CAM method {bad[0]!r}; choose from {list(METHODS)}")
+    return {m: (lambda ex, x, c, m=m: cam(ex, x, c, m, seed=seed)) for m in methods}
+
+
+def rank_correlation(a, b) -> np.ndarray:
+    """Spearman's rank correlation of each pair of maps (B, H, W); NaN where either map is
+    constant: its ranks are all tied, so the correlation is undefined (not 0, not a change)."""
+    ra, rb = (rankdata(np.asarray(m, np.float64).reshape(len(m), -1), axis=1) for m in (a, b))
+    ra, rb = ra - ra.mean(1, keepdims=True), rb - rb.mean(1, keepdims=True)
+    den = np.sqrt((ra ** 2).sum(1) * (rb ** 2).sum(1))
+    return np.where(den > 0, (ra * rb).sum(1) / np.where(den > 0, den, 1.0), np.nan)
+
+
+def _similarity(ref: np.ndarray, new: np.ndarray) -> pd.DataFrame:
+    """Per film: Spearman rank correlation (NaN: a constant map) and SSIM of two sets of maps."""
+    ssim = [structural_similarity(np.asarray(a, np.float64), np.asarray(b, np.float64), data_range=1.0)
+            for a, b in zip(ref, new)]
+    return pd.DataFrame({"spearman": rank_correlation(ref, new), "ssim": ssim})
+
+
+def _summary(films: pd.DataFrame) -> dict:
+    """Mean Spearman over the films where it is defined, mean SSIM, and how many are undefined."""
+    rho = films["spearman"].to_numpy()
+    return {"spearman": float(np.nanmean(rho)) if np.isfinite(rho).any() else np.nan,
+            "ssim": float(films["ssim"].mean()), "n_undefined": int(np.isnan(rho).sum())}
+
+
+def _verdict(table: pd.DataFrame, n_images: int, threshold: float, changed: str, same: str) -> pd.DataFrame:
+    """`passes` (True, False, or NA when most films have a constant map) and its sentence."""
+    undefined = table["n_undefined"] > n_images / 2
+    passes = pd.Series(table["spearman"] < threshold, dtype="boolean").mask(undefined, pd.NA)
+    text = np.where(passes.fillna(False), f"PASS: {changed}", f"FAIL: {same}")
+    undef = "UNDEFINED: constant maps (" + table["n_undefined"].astype(str) + f" of {n_images} films)"
+    return table.assign(passes=passes, verdict=np.where(undefined, undef, text))
+
+
 def randomisation_check(model: keras.Model, images, class_index,
                         methods: Sequence[str] | Mapping[str, MapFn] = ("gradcam", "gradcam++"), *,
                         layer: str | None = None, threshold: float = 0.5, seed: int = 0
@@ -567,18 +675,18 @@ def randomisation_check(model: keras.Model, images, class_index,
 
     On a copy of `model`, the layers with weights are re-initialised one after another from the
     output backwards; after each, every method's maps are compared with the trained model's by
-    the mean Spearman rank correlation and the mean SSIM over the images. A method whose maps do
-    not change fails: it passes only when, once every layer is random, its rank correlation is
-    below `threshold`. `methods` are names from `METHODS` or {name: fn(explainer, images,
-    class_index) -> maps} (e.g. a control that ignores the weights).
+    the mean Spearman rank correlation and the mean SSIM over the images. A film whose map is
+    constant (before or after) has no rank correlation: it is counted in ``n_undefined`` and left
+    out of the mean, never counted as a change. A method passes when, once every layer is random,
+    its rank correlation is below `threshold`; it is UNDEFINED when most films' maps are constant.
+    `methods` are names from `METHODS` or {name: fn(explainer, images, class_index) -> maps}
+    (e.g. a control that ignores the weights).
 
-    Returns (similarity per randomised layer and method, verdict per method).
+    Returns (the cascade: one row per step and method with ``randomised_to``, ``spearman``,
+    ``ssim``, ``n_undefined``; the verdict per method: the last step's values, the first step
+    whose rank correlation is below `threshold` and its layer, ``passes`` and ``verdict``).
     """
-    fns: dict[str, MapFn] = dict(methods) if isinstance(methods, Mapping) else {}
-    for m in ([] if isinstance(methods, Mapping) else methods):
-        if m not in METHODS:
-            raise ValueError(f"unknown CAM method {m!r}; choose from {list(METHODS)}")
-        fns[m] = lambda ex, x, c, m=m: cam(ex, x, c, m, seed=seed)
+    fns = _map_fns(methods, seed)
     ex0 = Explainer(model, layer)
     x = ex0.check_images(images)
     idx = ex0.check_classes(class_index, len(x))
@@ -590,16 +698,44 @@ def randomisation_check(model: keras.Model, images, class_index,
     for k, lay in enumerate(cascade):
         _randomise(lay, seed + k)
         for m, f in fns.items():
-            new = np.asarray(f(ex, x, idx))
-            rho = [spearmanr(a.ravel(), b.ravel()).statistic for a, b in zip(ref[m], new)]
-            ssim = [structural_similarity(a, b, data_range=1.0) for a, b in zip(ref[m], new)]
             rows.append({"method": m, "step": k + 1, "randomised_to": lay.name,
-                         "spearman": float(np.nanmean(np.nan_to_num(rho, nan=0.0))),
-                         "ssim": float(np.mean(ssim))})
+                         **_summary(_similarity(ref[m], np.asarray(f(ex, x, idx))))})
     sim = pd.DataFrame(rows)
-    last = sim[sim["step"] == len(cascade)].set_index("method")
-    verdict = pd.DataFrame({"spearman_all_random": last["spearman"], "ssim_all_random": last["ssim"]})
-    verdict["passes"] = verdict["spearman_all_random"] < threshold
-    verdict["verdict"] = np.where(verdict["passes"], "PASS: maps depend on the weights",
-                                  "FAIL: maps do not change when the weights are randomised")
-    return sim, verdict
+    last = sim[sim["step"] == len(cascade)].set_index("method")[["spearman", "ssim", "n_undefined"]]
+    below = sim[sim["spearman"] < threshold].groupby("method").first().reindex(last.index)
+    verdict = _verdict(last.assign(first_step_below=below["step"].astype("Int64"),
+                                   first_layer_below=below["randomised_to"]), len(x), threshold,
+                       "maps depend on the weights", "maps do not change when the weights are randomised")
+    return sim, verdict.rename(columns={"spearman": "spearman_all_random", "ssim": "ssim_all_random"})
+
+
+def data_randomisation_check(model: keras.Model, shuffled: keras.Model, images, class_index,
+                             methods: Sequence[str] | Mapping[str, MapFn] = ("gradcam", "gradcam++"), *,
+                             layer: str | None = None, threshold: float = 0.5, seed: int = 0
+                             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Adebayo et al. (2018) data-randomisation test: the maps of `model` (trained on the real
+    labels) against those of `shuffled`, the same architecture trained by the caller on the same
+    films with the labels shuffled, which can only have memorised. A method whose maps stay the
+    same explains the architecture or the film, not what the labels taught: it fails.
+
+    Both models' maps of `class_index` are compared film by film (Spearman rank correlation, NaN
+    for a constant map; SSIM). `layer` (a name) is used in both; by default each model's last
+    spatial layer, the same position for the same architecture (auto-generated names differ).
+    A method passes when the mean rank correlation is below `threshold`; it is UNDEFINED when most
+    films' maps are constant. Returns (per film and method: ``spearman``, ``ssim``; per method:
+    ``spearman``, ``ssim``, ``n_undefined``, ``passes``, ``verdict``).
+    """
+    fns = _map_fns(methods, seed)
+    ex0, ex1 = Explainer(model, layer), Explainer(shuffled, layer)
+    if ex1.input_shape != ex0.input_shape or ex1.n_classes != ex0.n_classes:
+        raise ValueError(f"shuffled model takes {ex1.input_shape} with {ex1.n_classes} classes but "
+                         f"the model {ex0.input_shape} with {ex0.n_classes}: train the same architecture")
+    x = ex0.check_images(images)
+    idx = ex0.check_classes(class_index, len(x))
+    films = pd.concat([_similarity(np.asarray(f(ex0, x, idx)), np.asarray(f(ex1, x, idx)))
+                       .assign(method=m, film=np.arange(len(x))) for m, f in fns.items()], ignore_index=True)
+    films = films[["method", "film", "spearman", "ssim"]]
+    summary = pd.DataFrame.from_dict({m: _summary(g) for m, g in films.groupby("method", sort=False)},
+                                     orient="index").rename_axis("method")
+    return films, _verdict(summary, len(x), threshold, "maps change when the labels are shuffled",
+                           "maps of a model trained on shuffled labels are the same")

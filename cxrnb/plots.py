@@ -41,6 +41,53 @@ def is_photo(fig: Figure) -> bool:
     return bool(getattr(fig, "_cxrnb_photo", False))
 
 
+def _flat_pixels(pixels: np.ndarray, min_std: float, min_colours: int) -> bool:
+    """Whether RGB(A) or grey `pixels` (0-255) are (nearly) one colour: standard deviation of the
+    values at most `min_std` or fewer than `min_colours` distinct colours. Alpha is composited
+    over white, as a notebook shows a PNG."""
+    a = np.asarray(pixels, dtype=np.float64)
+    if a.ndim == 2:
+        a = a[..., None]
+    if a.shape[-1] in (2, 4):  # grey/RGB + alpha, over a white page
+        alpha = a[..., -1:] / 255.0
+        a = a[..., :-1] * alpha + 255.0 * (1 - alpha)
+    if a.size == 0 or a.std() <= min_std:
+        return True
+    q = np.clip(a.round(), 0, 255).astype(np.uint32)
+    packed = sum(q[..., i] << (8 * i) for i in range(q.shape[-1]))  # one int per colour
+    return bool(len(np.unique(packed)) < min_colours)
+
+
+def is_blank(fig_or_pixels, *, min_std: float = 2.0, min_colours: int = 8) -> bool:
+    """Whether a figure, or a rendered image's pixels (e.g. a notebook's PNG output decoded with
+    PIL), shows (nearly) nothing: one colour or almost no variation.
+
+    A Figure is rasterised and blank when the whole figure is flat, or when any axes that holds an
+    image (a film, a CAM, a confusion matrix) is flat inside its frame: a grid whose films came out
+    uniform is blank even if its titles are drawn. Thresholds are on 0-255 pixel values.
+    """
+    if not isinstance(fig_or_pixels, Figure):
+        return _flat_pixels(fig_or_pixels, min_std, min_colours)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = fig_or_pixels
+    canvas = fig.canvas if isinstance(fig.canvas, FigureCanvasAgg) else FigureCanvasAgg(fig)
+    canvas.draw()
+    rgba = np.asarray(canvas.buffer_rgba())
+    if _flat_pixels(rgba, min_std, min_colours):
+        return True
+    height = rgba.shape[0]
+    for ax in fig.axes:
+        if not ax.images:
+            continue
+        box = ax.get_window_extent()  # display pixels, origin bottom left; 2 px in: no spines
+        rows = slice(max(int(height - box.y1) + 2, 0), int(height - box.y0) - 2)
+        cols = slice(max(int(box.x0) + 2, 0), int(box.x1) - 2)
+        if _flat_pixels(rgba[rows, cols], min_std, min_colours):
+            return True
+    return False
+
+
 def overlay_legend(fig: Figure, *, lesion: bool = True) -> None:
     """The legend of the outline colours, below the figure."""
     handles = [Line2D([], [], color=LUNG, lw=2, label="lung outline")]
@@ -433,16 +480,31 @@ def cam_methods(images, maps: dict, *, lungs=None, lesions=None, titles=None) ->
     return fig
 
 
+def _class_names(values, classes) -> np.ndarray:
+    """`values` as class names: integer indexes are looked up in `classes`, names kept as they are."""
+    v = np.asarray(values)
+    if v.dtype.kind in "iu":
+        bad = v[(v < 0) | (v >= len(classes))]
+        if bad.size:
+            raise ValueError(f"class index {int(bad[0])} out of range for the {len(classes)} "
+                             f"classes {list(classes)}")
+        return np.asarray([str(classes[i]) for i in v], dtype=object)
+    return v.astype(str).astype(object)
+
+
 def cam_grid(images, maps, labels, predictions, classes, *, n_per_class: int = 4,
              lungs=None, lesions=None) -> Figure:
     """Per true class (rows), up to `n_per_class` correct then as many wrong predictions, each with
-    its CAM; titles give true -> predicted, marked ok or WRONG."""
-    labels = np.asarray(labels, dtype=object)
-    predictions = np.asarray(predictions, dtype=object)
+    its CAM; titles give true -> predicted, marked ok or WRONG.
+
+    `labels` and `predictions` are class indexes into `classes` (as a model's argmax gives them)
+    or class names; both kinds are compared by name.
+    """
+    labels, predictions = _class_names(labels, classes), _class_names(predictions, classes)
     fig = Figure(figsize=(1.7 * 2 * n_per_class + 0.6, 1.9 * len(classes)), layout="constrained")
     axes = fig.subplots(len(classes), 2 * n_per_class, squeeze=False)
     im = None
-    for r, cls in enumerate(classes):
+    for r, cls in enumerate(map(str, classes)):
         ok = np.flatnonzero((labels == cls) & (predictions == cls))[:n_per_class]
         bad = np.flatnonzero((labels == cls) & (predictions != cls))[:n_per_class]
         for c in range(2 * n_per_class):

@@ -1,9 +1,12 @@
 """CAMs: never blank, aligned, equal on both paths; scores with known answers; sanity check; bad input."""
+import functools
 import re
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from cxrnb import explain as E
 from cxrnb import plots
@@ -147,6 +150,64 @@ def test_localisation_scores_known_answer():
     assert t.loc["random map", "lesion_energy"] == pytest.approx(4 / 64, abs=0.02)
     assert t.loc["random map", "pointing_game"] == pytest.approx(4 / 64, abs=0.05)
     assert t["n_lesion"].iloc[0] == 1
+    assert t.loc["perfect", "lesion_area"] == 4 / 64 and t.loc["perfect", "lesion_energy_ratio"] == 16.0
+    assert t.loc["random map", "lesion_energy_ratio"] == pytest.approx(1.0, abs=0.3)
+    blank = E.localisation({"blank": np.zeros_like(half)}, lung, lesion)  # no energy, no peak: not scored
+    assert blank.loc["blank", ["lung_energy", "lesion_energy", "pointing_game"]].isna().all()
+    none = E.localisation({"half": half}, lung, np.zeros_like(lesion))     # no film with a lesion
+    assert none.loc["half", "lung_energy"] == 0.75 and none.loc["half", "lesion_energy":].iloc[:-2].isna().all()
+
+
+def test_random_maps_are_smooth_seeded_blobs_unless_each_cell_is_a_pixel():
+    m = E.random_maps((3, S, S), seed=5)
+    assert m.shape == (3, S, S) and m.dtype == np.float32
+    assert np.allclose(m.min(axis=(1, 2)), 0) and np.allclose(m.max(axis=(1, 2)), 1, atol=1e-6)
+    np.testing.assert_array_equal(m, E.random_maps((3, S, S), seed=5))
+    assert not np.allclose(m, E.random_maps((3, S, S), seed=6))
+
+    def neighbours(maps):  # correlation of horizontally adjacent pixels
+        return np.corrcoef(maps[:, :, :-1].ravel(), maps[:, :, 1:].ravel())[0, 1]
+
+    assert neighbours(m) > 0.9 and neighbours(E.random_maps((3, S, S), cells=(4, 6))) > 0.9
+    assert abs(neighbours(E.random_maps((3, S, S), cells=S))) < 0.1   # i.i.d. pixels, the old kind
+    for bad in (1, S + 1, (0, 4)):
+        with pytest.raises(ValueError, match="cells must be a grid of 2 to 32x32 cells"):
+            E.random_maps((1, S, S), cells=bad)
+
+
+def test_smooth_random_maps_put_the_mask_area_share_on_a_mask_on_average():
+    yy, xx = np.mgrid[:64, :64]
+    masks = {"lesion": (yy - 20) ** 2 / 36 + (xx - 45) ** 2 / 64 < 1,   # 3 % of the film, off the grid
+             "lungs": ((yy - 34) ** 2 / 400 + (np.abs(xx - 32) - 14) ** 2 / 100) < 1,
+             "corner": (yy < 6) & (xx < 6)}
+    maps = E.random_maps((600, 64, 64), seed=3)
+    for name, mask in masks.items():
+        share = E.energy_share(maps, np.broadcast_to(mask, maps.shape))
+        assert share.std() > 0.05 * mask.mean(), name                  # each map is not uniform...
+        assert share.mean() == pytest.approx(mask.mean(), rel=0.05), name  # ...their mean is the area
+
+
+def test_localisation_intervals_cover_the_estimate_and_widen_when_films_share_a_patient():
+    rng = np.random.default_rng(0)
+    lesion = np.zeros((12, S, S), np.uint8)
+    lesion[:, 4:12, 20:28] = 255                              # 1/16 of the film
+    maps = E.random_maps(lesion.shape, seed=1, cells=4) * 0.5
+    maps[:, 4:12, 20:28] += rng.random((12, 1, 1)) * 0.5       # some films light the lesion more
+    maps[:6] = maps[0]                                        # six copies of one patient's film
+    t = E.localisation({"cam": maps}, None, lesion, n_boot=400, n_random=5)
+    g = E.localisation({"cam": maps}, None, lesion, n_boot=400, n_random=5,
+                       groups=["p0"] * 6 + [f"p{i}" for i in range(1, 7)])
+    for col in ("lesion_energy", "pointing_game", "lesion_energy_ratio"):
+        for table in (t, g):
+            r = table.loc["cam"]
+            assert r[f"{col}_low"] <= r[col] <= r[f"{col}_high"], col
+    assert t.loc["cam", "lesion_energy_ratio"] == pytest.approx(t.loc["cam", "lesion_energy"] * 16)
+    assert t.loc["cam", "lesion_energy_ratio_low"] > 1.5            # well above the area share
+    width = {name: x.loc["cam", "lesion_energy_high"] - x.loc["cam", "lesion_energy_low"]
+             for name, x in (("films", t), ("patients", g))}
+    assert width["patients"] > 1.2 * width["films"]
+    assert list(E.localisation({"cam": maps}, None, lesion, n_boot=400, n_random=5).columns) == list(t.columns)
+    assert t.loc["random map", "lesion_energy_ratio_low"] < 1 < t.loc["random map", "lesion_energy_ratio_high"]
 
 
 def test_faithfulness_ranks_the_true_map_above_random():
@@ -161,12 +222,17 @@ def test_faithfulness_ranks_the_true_map_above_random():
     assert table.loc["inverse", "deletion_auc"] > table.loc["truth", "deletion_auc"]
     c = curves["truth"]
     assert c.deletion.shape == (2, 9) and c.deletion[:, 0] == pytest.approx(c.insertion[:, -1])
+    smooth = [E.deletion_insertion(model, x, 1, E.random_maps((2, S, S), seed=r), steps=8, reference="mean")
+              for r in range(2)]                               # the random row: smooth blobs
+    np.testing.assert_allclose(curves["random map"].deletion, np.mean([s.deletion for s in smooth], 0))
 
 
 # ---- sanity check ------------------------------------------------------------------------
 
-def trained_model() -> tuple[keras.Model, np.ndarray]:
-    """A tiny CNN trained briefly to tell films with a bright square (anywhere) from films without."""
+@functools.cache
+def trained_model(shuffle: bool = False) -> tuple[keras.Model, np.ndarray]:
+    """A tiny CNN trained briefly to tell films with a bright square (anywhere) from films without,
+    or (`shuffle`) the same architecture trained on the same films with the labels shuffled."""
     rng = np.random.default_rng(0)
     x = rng.random((160, S, S, 1), dtype=np.float32) * 0.4
     y = np.arange(160) % 2
@@ -175,16 +241,23 @@ def trained_model() -> tuple[keras.Model, np.ndarray]:
         x[i, r:r + 8, c:c + 8] = 0.9
     model = tiny("functional", "softmax", 2, seed=1)
     model.compile(keras.optimizers.Adam(0.01), "sparse_categorical_crossentropy", metrics=["accuracy"])
-    model.fit(x, y, epochs=6, batch_size=32, verbose=0)
-    assert model.evaluate(x, y, verbose=0)[1] > 0.9
+    labels = rng.permutation(y) if shuffle else y
+    model.fit(x, labels, epochs=6, batch_size=32, verbose=0)
+    assert (model.evaluate(x, y, verbose=0)[1] > 0.9) != shuffle
     return model, x[1:12:2]
+
+
+def blank_when_randomised(model: keras.Model):
+    """A method whose maps are Grad-CAM's on `model` and constant (all zero) on any other model."""
+    return lambda ex, im, c: E.cam(ex, im, c, "gradcam") if ex.model is model else np.zeros(im.shape[:3])
 
 
 def test_sanity_check_passes_gradcam_and_fails_a_map_that_ignores_the_weights():
     model, x = trained_model()
     before = [w.copy() for w in model.get_weights()]
     methods = {"gradcam": lambda ex, im, c: E.cam(ex, im, c, "gradcam"),
-               "intensity": lambda ex, im, c: im[..., 0]}
+               "gradcam++": lambda ex, im, c: E.cam(ex, im, c, "gradcam++"),
+               "intensity": lambda ex, im, c: im[..., 0], "blank": blank_when_randomised(model)}
     sim, verdict = E.randomisation_check(model, x, 1, methods)
     assert verdict.loc["gradcam", "passes"] and not verdict.loc["intensity", "passes"]
     assert verdict.loc["intensity", "verdict"].startswith("FAIL")
@@ -192,6 +265,47 @@ def test_sanity_check_passes_gradcam_and_fails_a_map_that_ignores_the_weights():
     assert set(sim["step"]) == {1, 2, 3}                               # every layer with weights
     assert (sim[sim["method"] == "intensity"]["spearman"] > 0.999).all()
     assert all(np.array_equal(a, b) for a, b in zip(before, model.get_weights()))  # on a copy
+    # the cascade: the step where each CAM first falls below the threshold; the control never does
+    for method in ("gradcam", "gradcam++"):
+        g = sim[sim["method"] == method].set_index("step")
+        first = verdict.loc[method, "first_step_below"]
+        assert g.loc[first, "spearman"] < 0.5 and (g.loc[:first - 1, "spearman"] >= 0.5).all()
+        assert verdict.loc[method, "first_layer_below"] == g.loc[first, "randomised_to"]
+    assert pd.isna(verdict.loc["intensity", "first_step_below"])
+    # a constant map has no rank correlation: undefined, not a pass (nan_to_num counted it as 0)
+    assert (sim[sim["method"] == "blank"]["n_undefined"] == len(x)).all()
+    assert sim[sim["method"] == "blank"]["spearman"].isna().all()
+    assert pd.isna(verdict.loc["blank", "passes"])
+    assert verdict.loc["blank", "verdict"] == f"UNDEFINED: constant maps ({len(x)} of {len(x)} films)"
+
+
+def test_rank_correlation_is_spearman_and_undefined_for_a_constant_map():
+    a, b = np.random.default_rng(0).random((2, 3, 6, 6))
+    b[1] = a[1] ** 3                                           # same ranks
+    b[2] = 0.5                                                 # constant
+    rho = E.rank_correlation(a, b)
+    assert rho[0] == pytest.approx(spearmanr(a[0].ravel(), b[0].ravel()).statistic)
+    assert rho[1] == pytest.approx(1.0) and np.isnan(rho[2])
+
+
+def test_data_randomisation_tells_a_model_of_real_labels_from_one_of_shuffled_labels():
+    model, x = trained_model()
+    shuffled, _ = trained_model(shuffle=True)
+    methods = {"gradcam": lambda ex, im, c: E.cam(ex, im, c, "gradcam"),
+               "intensity": lambda ex, im, c: im[..., 0], "blank": blank_when_randomised(model)}
+    films, verdict = E.data_randomisation_check(model, shuffled, x, 1, methods)
+    assert len(films) == 3 * len(x) and set(films["method"]) == set(methods)
+    assert verdict.loc["gradcam", "passes"] and verdict.loc["gradcam", "verdict"].startswith("PASS")
+    g = films[films["method"] == "gradcam"]
+    assert verdict.loc["gradcam", "spearman"] == pytest.approx(g["spearman"].mean())
+    assert verdict.loc["gradcam", "ssim"] == pytest.approx(g["ssim"].mean())
+    assert verdict.loc["intensity", "spearman"] == pytest.approx(1.0)  # ignores the model: fails
+    assert verdict.loc["intensity", "verdict"].startswith("FAIL")
+    assert pd.isna(verdict.loc["blank", "passes"]) and verdict.loc["blank", "verdict"].startswith("UNDEFINED")
+    _, same = E.data_randomisation_check(model, model, x, 1, ["gradcam"])  # one model twice: no change
+    assert same.loc["gradcam", "spearman"] == pytest.approx(1.0) and not same.loc["gradcam", "passes"]
+    with pytest.raises(ValueError, match="shuffled model takes .* with 3 classes but the model .* with 2"):
+        E.data_randomisation_check(model, tiny("functional", "softmax", 3), x, 1)
 
 
 # ---- bad inputs --------------------------------------------------------------------------
@@ -240,6 +354,21 @@ def test_figures_draw_aligned_maps():
     assert [ax.get_title() for ax in g.axes[:4]] == ["a -> a (ok)", "", "", "b -> a (WRONG)"]
     with pytest.raises(ValueError, match="CAM of shape \\(16, 16\\) does not match the image \\(32, 32\\)"):
         plots.cam_overlay(x, m[0, :16, :16])
+
+
+def test_cam_grid_takes_class_indexes_as_notebook_04_passes_them():
+    films = np.stack([square("tr")[0]] * 4)
+    maps = np.stack([E.cam(corner_model(), square("tr"), 1)[0]] * 4)
+    truth, predicted = np.array([0, 1, 1, 0]), np.array([0, 1, 0, 0])  # ints, as argmax gives them
+    g = plots.cam_grid(films, maps, truth, predicted, ["normal", "pneumonia"], n_per_class=1)
+    assert [ax.get_title() for ax in g.axes[:4]] == [
+        "normal -> normal (ok)", "", "pneumonia -> pneumonia (ok)", "pneumonia -> normal (WRONG)"]
+    by_name = plots.cam_grid(films, maps, ["normal", "pneumonia", "pneumonia", "normal"],
+                             ["normal", "pneumonia", "normal", "normal"], ["normal", "pneumonia"],
+                             n_per_class=1)
+    assert [ax.get_title() for ax in by_name.axes] == [ax.get_title() for ax in g.axes]
+    with pytest.raises(ValueError, match="class index 2 out of range for the 2 classes"):
+        plots.cam_grid(films, maps, truth, np.array([0, 2, 0, 0]), ["normal", "pneumonia"])
 
 
 def test_nested_backbone_and_reloaded_models(tmp_path):
