@@ -487,15 +487,23 @@ class Calibration:
     brier: float
     ece: float
     what: str  # which probability is calibrated: the positive class's or the top class's
+    brier_low: float = float("nan")  # patient-bootstrap interval (NaN without groups)
+    brier_high: float = float("nan")
+    ece_low: float = float("nan")
+    ece_high: float = float("nan")
 
 
-def calibration(y_true, proba, *, n_bins: int = 10, strategy: str = "uniform") -> Calibration:
+def calibration(y_true, proba, *, n_bins: int = 10, strategy: str = "uniform", groups=None,
+                n_boot: int = 2000, seed: int = 0, ci: float = 0.95) -> Calibration:
     """Reliability of the predicted probabilities (sklearn.calibration.calibration_curve).
 
     Binary: p(positive) against the observed positive rate. Multi-class: the confidence of the
     predicted (top) class against how often that prediction is right. The table has, per
     non-empty bin, the mean predicted probability, the observed frequency and the image count;
-    ``ece`` is the count-weighted mean gap between the two.
+    ``ece`` is the count-weighted mean gap between the two. With ``groups`` (the patient of each
+    image), the Brier score and the ECE get percentile intervals from `n_boot` patient resamples;
+    the bins stay those of the full set, so each resample's ECE is
+    ``sum over bins |sum of c_i (hit_i - conf_i)| / sum of c_i`` with c_i how often image i was drawn.
     """
     p = np.asarray(proba, dtype=np.float64)
     k = p.shape[1] if p.ndim == 2 else 0
@@ -514,7 +522,21 @@ def calibration(y_true, proba, *, n_bins: int = 10, strategy: str = "uniform") -
     counts = counts[counts > 0]
     table = pd.DataFrame({"mean_predicted": mean, "observed": frac, "count": counts})
     ece = float(np.sum(table["count"] * (table["observed"] - table["mean_predicted"]).abs()) / len(y))
-    return Calibration(table, brier(y, p), ece, what)
+    if groups is None:
+        return Calibration(table, brier(y, p), ece, what)
+    codes, uniq = pd.factorize(np.asarray(groups), sort=True)
+    if len(codes) != len(y):
+        raise ValueError(f"groups has {len(codes)} entries for {len(y)} images")
+    onehot = np.eye(p.shape[1])[y]
+    sq = ((p[:, 1] - (y == 1)) ** 2) if k == 2 else ((p - onehot) ** 2).sum(1)  # as `brier`
+    gap = np.zeros((len(y), n_bins))
+    gap[np.arange(len(y)), np.searchsorted(edges[1:-1], conf)] = hit - conf
+    draws = np.random.default_rng(seed).integers(0, len(uniq), size=(n_boot, len(uniq)))
+    c = np.stack([np.bincount(d, minlength=len(uniq)) for d in draws])[:, codes].astype(float)  # (B, N)
+    n = c.sum(1)
+    b_lo, b_hi = _percentiles((c @ sq) / n, ci)
+    e_lo, e_hi = _percentiles(np.abs(c @ gap).sum(1) / n, ci)
+    return Calibration(table, brier(y, p), ece, what, b_lo, b_hi, e_lo, e_hi)
 
 
 # ----------------------------------------------------------------------------- comparing two evaluations

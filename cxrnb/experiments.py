@@ -11,23 +11,79 @@ into the rounded text a notebook shows, so outputs are stable across machines.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .evaluate import Evaluation, compare, evaluate
-from .splits import split_by_image, split_by_patient
+from .splits import leaky_pair
 from .train import TrainConfig, TrainResult, split_predictions, train
+
+
+@dataclass(frozen=True)
+class Effect:
+    """One measured effect of a lesson, with its 95 % interval and the rule that judges it.
+
+    `holds` is decided from the estimate *and* the interval (e.g. "gap >= 0.10 and interval above
+    0"), never from the estimate alone, so a verdict printed from it survives the run-to-run noise
+    of seeds, CPUs and thread counts that `benchmarks/lessons.py` measures.
+    """
+
+    name: str
+    estimate: float
+    low: float
+    high: float
+    rule: str
+    holds: bool
+
+    def __str__(self) -> str:
+        iv = "" if np.isnan(self.low) else f" [{self.low:+.2f}, {self.high:+.2f}]"
+        return f"{self.name} {self.estimate:+.2f}{iv} (needs {self.rule}: {'met' if self.holds else 'not met'})"
+
+
+def effect(name: str, estimate: float, low: float = float("nan"), high: float = float("nan"), *,
+           at_least: float | None = None, below: float | None = None, ci_above: float | None = None) -> Effect:
+    """An `Effect` judged by thresholds: ``estimate >= at_least``, ``|estimate| < below`` and the
+    interval's lower end ``> ci_above`` (each only when given)."""
+    rules, ok = [], True
+    if at_least is not None:
+        rules.append(f">= {at_least:g}")
+        ok &= bool(estimate >= at_least)
+    if below is not None:
+        rules.append(f"|x| < {below:g}")
+        ok &= bool(abs(estimate) < below)
+    if ci_above is not None:
+        rules.append(f"interval above {ci_above:g}")
+        ok &= bool(low > ci_above)
+    return Effect(name, float(estimate), float(low), float(high), " and ".join(rules), ok)
 
 
 @dataclass
 class Lesson:
-    """A lesson's table, and the evaluations and training results behind it."""
+    """A lesson's table, its judged effects, and the evaluations and training results behind it.
+
+    `claim` is the sentence the lesson teaches; `verdict` prints it with "yes" when every effect
+    holds and "no" otherwise: the line a notebook compares strictly across machines.
+    """
 
     table: pd.DataFrame
     evaluations: dict[str, Evaluation]
     results: dict[str, TrainResult]
+    claim: str = ""
+    effects: list[Effect] = field(default_factory=list)
+
+    @property
+    def holds(self) -> bool:
+        return bool(self.effects) and all(e.holds for e in self.effects)
+
+    def verdict(self) -> str:
+        return f"{self.claim}: {'yes' if self.holds else 'no'}"
+
+    def report(self) -> str:
+        """The effects behind the verdict, one per line (numbers: not for strict comparison)."""
+        return "\n".join(str(e) for e in self.effects)
 
     def _repr_html_(self) -> str:  # notebooks show the rounded table
         return format_table(self.table)._repr_html_()
@@ -44,17 +100,32 @@ def evaluation_on_test(result: TrainResult, *, n_boot: int = 2000, threshold: fl
                     threshold=threshold, majority_class=result.metrics["majority_class"])
 
 
-def leakage(index: pd.DataFrame, config: TrainConfig, run_root: str | Path, *, val: float = 0.15,
-            test: float = 0.15, seed: int = 0, n_boot: int = 2000, cache=None) -> Lesson:
-    """Train `config` on an image-level and on a patient-level split of `index`; compare test scores.
+def learned(result: TrainResult, *, n_boot: int = 2000) -> Lesson:
+    """Did the model learn the finding? Test AUC and balanced accuracy, both with their interval
+    above chance (0.5), beside the majority baseline: the first verdict of notebook 03."""
+    ev = evaluation_on_test(result, n_boot=n_boot)
+    effects = [effect(f"test {m.replace('_', ' ')}", ev.ci[m].estimate, ev.ci[m].low, ev.ci[m].high, ci_above=0.5)
+               for m in ("auc", "balanced_accuracy")]
+    table = pd.DataFrame({m: {"value": ev.ci[m].estimate, "value low": ev.ci[m].low, "value high": ev.ci[m].high}
+                          for m in ("accuracy", "majority_baseline", "balanced_accuracy", "auc")}).T
+    return Lesson(table, {"test": ev}, {"main": result},
+                  "The model tells the classes apart on new patients (AUC and balanced accuracy above chance)", effects)
 
-    The table has one row per metric: each split's estimate with its interval, and the
-    difference (image-level minus patient-level) with an interval from independent bootstraps
-    (the two test sets differ). Row "test images whose patient is in train" says why.
+
+def leakage(index: pd.DataFrame, config: TrainConfig, run_root: str | Path, *, val: float = 0.15,
+            test: float = 0.15, seed: int = 0, n_boot: int = 2000, cache=None,
+            min_gap: float = 0.10, min_auc: float = 0.65) -> Lesson:
+    """Train `config` twice on splits that differ only in leakage (`cxrnb.splits.leaky_pair`) and
+    compare their scores on the *same* test films with a paired patient bootstrap.
+
+    The leaky model has seen other films of the test patients; the patient-level model has not.
+    Verdict: the AUC gap (leaky minus patient-level) is at least `min_gap` with its paired
+    interval above 0, and the patient-level model is no dead model (AUC >= `min_auc`, interval
+    above 0.5). Row "test images whose patient is in train" says why.
     """
     run_root = Path(run_root)
-    splits = {"image-level": split_by_image(index, val=val, test=test, seed=seed),
-              "patient-level": split_by_patient(index, val=val, test=test, seed=seed)}
+    leaky, honest = leaky_pair(index, val=val, test=test, seed=seed)
+    splits = {"image-level": leaky, "patient-level": honest}
     results, evals, seen = {}, {}, {}
     for name, split in splits.items():
         results[name] = train(config, split, run_root / name, overwrite=True, cache=cache, n_boot=n_boot)
@@ -62,20 +133,27 @@ def leakage(index: pd.DataFrame, config: TrainConfig, run_root: str | Path, *, v
         train_patients = set(split.loc[split["split"] == "train", "patient_id"])
         seen[name] = float(split.loc[split["split"] == "test", "patient_id"].isin(train_patients).mean())
     table = compare(evals["image-level"], evals["patient-level"], names=("image-level", "patient-level"),
-                    metrics=("accuracy", "balanced_accuracy", "auc"), seed=seed)
+                    metrics=("accuracy", "balanced_accuracy", "auc"), paired=True, seed=seed)
     table.loc["test images whose patient is in train"] = pd.Series(
         {"image-level": seen["image-level"], "patient-level": seen["patient-level"]})
-    return Lesson(table.drop(columns="paired"), evals, results)
+    gap, auc = table.loc["auc"], evals["patient-level"].ci["auc"]
+    effects = [effect("AUC gap, image-level minus patient-level", gap["difference"], gap["diff low"],
+                      gap["diff high"], at_least=min_gap, ci_above=0.0),
+               effect("patient-level AUC", auc.estimate, auc.low, auc.high, at_least=min_auc, ci_above=0.5)]
+    return Lesson(table.drop(columns="paired"), evals, results,
+                  "Seeing the test patients' other films inflates the score", effects)
 
 
 def imbalance(split: pd.DataFrame, config: TrainConfig, run_root: str | Path, *,
               weightings: Sequence[str] = ("none", "balanced", "mistakes"), n_boot: int = 2000,
-              cache=None) -> Lesson:
+              cache=None, min_recall_gain: float = 0.20, min_bacc_gain: float = 0.10) -> Lesson:
     """Train `config` with each loss weighting on the same (imbalanced) split; test scores side by side.
 
     Columns: the majority-class baseline, accuracy, balanced accuracy and ROC AUC with their
     intervals, and the recall of the rarest training class (how many of the rare findings the
-    model catches) next to the recall of the commonest.
+    model catches) next to the recall of the commonest. Verdict: class weights raise the rare
+    class's recall by at least `min_recall_gain` and the balanced accuracy by at least
+    `min_bacc_gain`, its paired interval above 0 (same test films, same resamples).
     """
     run_root = Path(run_root)
     counts = split.loc[split["split"] == "train", "label"].value_counts()
@@ -94,7 +172,16 @@ def imbalance(split: pd.DataFrame, config: TrainConfig, run_root: str | Path, *,
         rows[w] = row
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "loss weighting"
-    return Lesson(table, evals, results)
+    effects = []
+    if {"none", "balanced"} <= set(evals):
+        gain = compare(evals["balanced"], evals["none"], metrics=("balanced_accuracy",), paired=True)
+        g = gain.loc["balanced_accuracy"]
+        effects = [effect(f"recall of {rare}, class weights minus none",
+                          rows["balanced"][f"recall {rare}"] - rows["none"][f"recall {rare}"], at_least=min_recall_gain),
+                   effect("balanced accuracy, class weights minus none", g["difference"], g["diff low"],
+                          g["diff high"], at_least=min_bacc_gain, ci_above=0.0)]
+    return Lesson(table, evals, results, f"Class weights find the rare class ({rare}) that plain training misses",
+                  effects)
 
 
 def format_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:

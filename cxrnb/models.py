@@ -312,7 +312,7 @@ def compact(*, filters: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.3,
     """cxrnb's CPU-friendly default (not from an article): 4 blocks Conv(3x3)-BN-ReLU with
     max-pooling after the first three, GlobalAveragePooling, Dropout, Dense.
 
-    Few weights (no flatten-to-dense), so it trains quickly at 128 px on a laptop CPU, and its
+    Few weights (no flatten-to-dense), so it trains quickly at 64-128 px on a laptop CPU, and its
     last convolution keeps 1/8 of the input's resolution: a usable spatial map for CAMs.
     `bn_momentum` is lower than Keras' 0.99: a small set gives a few hundred training steps, too
     few for 0.99's moving statistics to settle, and inference then sees the wrong statistics.

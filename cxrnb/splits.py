@@ -240,3 +240,32 @@ def split_by_image(index: pd.DataFrame, *, val: float = 0.15, test: float = 0.15
     out = index.copy()
     out["split"] = np.where(u < test, "test", np.where(u < test + val, "val", "train"))
     return out
+
+
+def leaky_pair(index: pd.DataFrame, *, val: float = 0.15, test: float = 0.15,
+               seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Two splits that differ only in leakage: ``(leaky, patient_level)``, for a paired comparison.
+
+    Start from the patient-level split. Of each val and test patient with several films, half the
+    films (rounded down) are moved to the leaky split's train part and left out of the
+    patient-level split, as a random split of images would do; the other films form the val and
+    test sets of *both* splits. The leaky train part gives back as many randomly chosen films of
+    its own patients, so both models train on the same number of films and are tested on the same
+    films: the only difference is whether the val and test patients' other films were seen in
+    training, and a paired patient bootstrap (`cxrnb.evaluate.compare`) measures what that adds.
+    """
+    honest = split_by_patient(index, val=val, test=test, seed=seed)
+    rng = np.random.default_rng(seed)
+    held = honest[honest["split"].isin(["val", "test"])]
+    moved = []
+    for _, rows in held.groupby(group_column(honest), sort=True):
+        k = len(rows) // 2
+        if k:
+            moved.extend(rng.choice(rows.index.to_numpy(), size=k, replace=False).tolist())
+    train_rows = honest.index[honest["split"] == "train"].to_numpy()
+    if len(moved) >= len(train_rows):
+        raise ValueError(f"leaky_pair: {len(moved)} val and test films to move but only {len(train_rows)} train films")
+    leaky = honest.copy()
+    leaky.loc[moved, "split"] = "train"
+    leaky = leaky.drop(index=rng.choice(train_rows, size=len(moved), replace=False))
+    return leaky, honest.drop(index=moved)

@@ -180,11 +180,20 @@ def _image_view(seed: int, patient: int, image: int) -> str:
     return "PA" if u < 0.7 else ("AP" if u < 0.92 else "AP Supine")
 
 
-def _pose(seed: int, patient: int, image: int, difficulty: float, view: str | None = None) -> _Pose:
-    """Shift, tilt, magnification and exposure of one image; `view` None: the image's own draw."""
-    r = _rng(seed, patient, image, _T_POSE)
+def _pose(seed: int, patient: int, image: int, difficulty: float, view: str | None = None,
+          likeness: float = 0.0) -> _Pose:
+    """Shift, tilt, magnification and exposure of one image; `view` None: the image's own draw.
+
+    `likeness` in [0, 1] is the share of this variation that belongs to the patient rather than
+    to the film (same position and technique on every film of a patient, as with follow-up films
+    of one bed-bound patient): 0 draws each film independently, 1 gives every film of a patient
+    the same pose. The spread between patients stays the same whatever its value.
+    """
     s = _anatomy_var(difficulty)
-    z = r.standard_normal(8)
+    z = _rng(seed, patient, image, _T_POSE).standard_normal(8)
+    if likeness:
+        zp = _rng(seed, patient, _T_POSE, 1).standard_normal(8)
+        z = math.sqrt(likeness) * zp + math.sqrt(1.0 - likeness) * z
     view = view or _image_view(seed, patient, image)
     return _Pose(
         dx=float(0.03 * s * z[0]), dy=float(0.03 * s * z[1]),
@@ -488,14 +497,14 @@ def _lesion(label: str, subtype: str, seed: int, patient: int, image: int, diffi
 # --------------------------------------------------------------------------- the renderer
 
 def _density(seed: int, patient: int, image: int, label: str, subtype: str, difficulty: float,
-             n: int, view: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             n: int, view: str | None = None, likeness: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(attenuation, lesion attenuation, signed lung distance) on an n x n grid.
 
     Everything here is smooth, so `render_image` draws it at half resolution for large images
     and upsamples; fine noise and the marker are added at full resolution.
     """
     an = _anatomy(seed, patient, difficulty)
-    po = _pose(seed, patient, image, difficulty, view)
+    po = _pose(seed, patient, image, difficulty, view, likeness)
     u, v = _grid(n)
     # Anatomical coordinates: undo this image's shift, rotation and magnification.
     c, s = math.cos(po.rot), math.sin(po.rot)
@@ -601,7 +610,7 @@ def _density(seed: int, patient: int, image: int, label: str, subtype: str, diff
 def render_image(seed: int, patient: int, image: int, label: str, *, size: int = 256,
                  difficulty: float = 0.5, marker: bool = False,
                  subtype: str | None = None,
-                 view: str | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 view: str | None = None, likeness: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image, lung_mask, lesion_mask) uint8 HxW for one image of one patient.
 
     A pure function of its arguments, so a notebook can re-render the same image with another
@@ -610,7 +619,8 @@ def render_image(seed: int, patient: int, image: int, label: str, *, size: int =
     Masks are 0/255; the lesion mask is empty for ``normal``. `subtype` (pneumonia only:
     ``bacteria`` or ``virus``) defaults to the patient's own draw, as `generate` uses; `view`
     (one of `VIEWS`: AP films are magnified) defaults to the image's own draw, so a writer can
-    give each class the view mix of a real source.
+    give each class the view mix of a real source. `likeness` (0..1): how much of the film's
+    pose and exposure is the patient's own, shared by all their films (see `_pose`).
     """
     seed = _check_int("seed", seed, 0)
     patient = _check_int("patient", patient, 0)
@@ -618,6 +628,7 @@ def render_image(seed: int, patient: int, image: int, label: str, *, size: int =
     _check_label("label", label)
     size = _check_int("size", size, 32)
     difficulty = _check_unit("difficulty", difficulty)
+    likeness = _check_unit("likeness", likeness)
     if subtype is None:
         subtype = _patient_meta(seed, patient)[2]
     elif subtype not in SUBTYPES:
@@ -626,11 +637,11 @@ def render_image(seed: int, patient: int, image: int, label: str, *, size: int =
         raise ValueError(f"view must be one of {list(VIEWS)} or None, got {view!r}")
 
     work = size if size < 128 else (size + 1) // 2
-    d, lab, f_lung = _density(seed, patient, image, label, subtype, difficulty, work, view)
+    d, lab, f_lung = _density(seed, patient, image, label, subtype, difficulty, work, view, likeness)
     if work != size:
         d, lab, f_lung = (_upsample(f, size) for f in (d, lab, f_lung))
     lung_mask = f_lung > 0
-    po = _pose(seed, patient, image, difficulty, view)
+    po = _pose(seed, patient, image, difficulty, view, likeness)
     rn = _rng(seed, patient, image, _T_NOISE, 1)
 
     # Exposure: attenuation -> brightness (film curve, gamma, levels), then quantum noise.

@@ -107,7 +107,7 @@ def _defaults() -> dict:
     return dict(layout="kaggle", n_patients=120, classes=None, class_fractions=None, size=256,
                 images_per_patient=(1, 4), difficulty=0.5, shortcut=0.0, shortcut_class=None,
                 seed=0, image_format=None, jpeg_quality=90, split_fractions=(0.75, 0.05, 0.20),
-                defects=False, realistic=False)
+                defects=False, realistic=False, likeness=0.0)
 
 
 def _check_classes(classes, fractions) -> tuple[list[str], dict[str, float] | None]:
@@ -204,7 +204,7 @@ def _settings(**kwargs) -> dict:
                 class_fractions=fractions, size=size,
                 images_per_patient=[int(ipp[0]), int(ipp[1])], difficulty=difficulty,
                 shortcut=shortcut, shortcut_class=sc, seed=seed, image_format=fmt,
-                jpeg_quality=q, split_fractions=fr)
+                jpeg_quality=q, split_fractions=fr, likeness=_check_unit("likeness", a["likeness"]))
 
 
 def _class_counts(n: int, classes: Sequence[str], fractions: Mapping[str, float] | None) -> list[int]:
@@ -299,7 +299,8 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
              shortcut: float = 0.0, shortcut_class: str | None = None, seed: int = 0,
              image_format: str | None = None, jpeg_quality: int = 90,
              split_fractions: Sequence[float] = (0.75, 0.05, 0.20),
-             defects: bool = False, realistic: bool = False, progress: bool = True) -> pd.DataFrame:
+             defects: bool = False, realistic: bool = False, likeness: float = 0.0,
+             progress: bool = True) -> pd.DataFrame:
     """Write the dataset under out_dir and return its manifest (also written as out_dir/synthetic.csv).
 
     `layout` picks the on-disk layout of a real source, so its reader loads the data unchanged:
@@ -324,7 +325,9 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     given, ages, views by class (none recorded in the Kaggle layout, as in Kaggle), stored sizes
     and RGB files) plus two exact duplicates under new
     patient ids and, in the Kaggle layout, a few patients whose last film sits in another
-    official split folder, as in the real collections.
+    official split folder, as in the real collections. `likeness` (0..1) is how much of a film's
+    pose and exposure is its patient's own (follow-up films that look alike, as in real
+    collections): the leakage lesson needs it, 0 draws every film independently.
     """
     from tqdm import tqdm
 
@@ -333,7 +336,8 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
                    images_per_patient=images_per_patient, difficulty=difficulty,
                    shortcut=shortcut, shortcut_class=shortcut_class, seed=seed,
                    image_format=image_format, jpeg_quality=jpeg_quality,
-                   split_fractions=split_fractions, defects=defects, realistic=realistic)
+                   split_fractions=split_fractions, defects=defects, realistic=realistic,
+                   likeness=likeness)
     out = Path(out_dir)
     _prepare_dir(out)
     _write_settings(out, st, complete=False)
@@ -444,7 +448,8 @@ def film(settings: dict, patient: int, image: int, label: str, *, marker: bool
     view = (_image_view(seed, patient, image) if pop is None
             else _real_view(seed, patient, image, pop["ap_share"][label], nih))
     img, lung, les = render_image(seed, patient, image, label, size=settings["size"],
-                                  difficulty=settings["difficulty"], marker=marker, subtype=sub, view=view)
+                                  difficulty=settings["difficulty"], marker=marker, subtype=sub, view=view,
+                                  likeness=settings.get("likeness", 0.0))
     mode = "L"
     if pop is not None:
         if pop.get("publication"):
