@@ -10,6 +10,9 @@ into the rounded text a notebook shows, so outputs are stable across machines.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +23,9 @@ import pandas as pd
 from .evaluate import Evaluation, compare, evaluate
 from .splits import leaky_pair
 from .train import TrainConfig, TrainResult, split_predictions, train
+
+#: Environment variable naming a JSON-lines file that `Lesson.verdict` appends to (benchmarks).
+LESSONS_LOG = "LESSONS_LOG"
 
 
 @dataclass(frozen=True)
@@ -44,13 +50,17 @@ class Effect:
 
 
 def effect(name: str, estimate: float, low: float = float("nan"), high: float = float("nan"), *,
-           at_least: float | None = None, below: float | None = None, ci_above: float | None = None) -> Effect:
-    """An `Effect` judged by thresholds: ``estimate >= at_least``, ``|estimate| < below`` and the
-    interval's lower end ``> ci_above`` (each only when given)."""
+           at_least: float | None = None, at_most: float | None = None, below: float | None = None,
+           ci_above: float | None = None) -> Effect:
+    """An `Effect` judged by thresholds: ``estimate >= at_least``, ``estimate <= at_most``,
+    ``|estimate| < below`` and the interval's lower end ``> ci_above`` (each only when given)."""
     rules, ok = [], True
     if at_least is not None:
         rules.append(f">= {at_least:g}")
         ok &= bool(estimate >= at_least)
+    if at_most is not None:
+        rules.append(f"<= {at_most:g}")
+        ok &= bool(estimate <= at_most)
     if below is not None:
         rules.append(f"|x| < {below:g}")
         ok &= bool(abs(estimate) < below)
@@ -79,7 +89,16 @@ class Lesson:
         return bool(self.effects) and all(e.holds for e in self.effects)
 
     def verdict(self) -> str:
-        return f"{self.claim}: {'yes' if self.holds else 'no'}"
+        """The claim with "yes" or "no". When the environment variable `LESSONS_LOG` names a file,
+        the lesson's effects are appended there as one JSON line (how `benchmarks/lessons.py`
+        collects every verdict of a notebook run without touching the notebooks)."""
+        line = f"{self.claim}: {'yes' if self.holds else 'no'}"
+        log = os.environ.get(LESSONS_LOG)
+        if log:
+            with open(log, "a", encoding="utf-8") as f:
+                f.write(json.dumps({"claim": self.claim, "holds": self.holds,
+                                    "effects": [dataclasses.asdict(e) for e in self.effects]}) + "\n")
+        return line
 
     def report(self) -> str:
         """The effects behind the verdict, one per line (numbers: not for strict comparison)."""
@@ -206,3 +225,76 @@ def _ci(v: float, lo: float, hi: float, digits: int) -> str:
     if pd.isna(lo) or pd.isna(hi):
         return f"{v:.{digits}f}"
     return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+
+
+# --------------------------------------------------------------------------- notebook 04
+
+def gradcam_lesson(maps: dict[str, np.ndarray], lungs, lesions, *, groups=None, seed: int = 0,
+                   n_boot: int = 1000, min_ratio: float = 3.0, min_pointing: float = 0.5) -> Lesson:
+    """Does the finding class's map point at the lesion? `maps` must be of the *finding* class
+    (films with a lesion, correctly classified). Verdict: Grad-CAM puts at least `min_ratio`
+    times the lesion's share of the film on the lesion (interval above 1) and its peak falls in
+    the lesion on at least `min_pointing` of the films; a smooth random map scores its area share.
+    """
+    from .explain import localisation
+
+    loc = localisation(maps, lungs, lesions, seed=seed, groups=groups, n_boot=n_boot)
+    g = loc.loc["gradcam"]
+    effects = [effect("lesion energy / lesion area", g["lesion_energy_ratio"], g["lesion_energy_ratio_low"],
+                      g["lesion_energy_ratio_high"], at_least=min_ratio, ci_above=1.0),
+               effect("peak inside the lesion (pointing game)", g["pointing_game"], g["pointing_game_low"],
+                      g["pointing_game_high"], at_least=min_pointing)]
+    return Lesson(loc, {}, {}, "Grad-CAM of the finding class points at the lesion", effects)
+
+
+def faithfulness_lesson(table: pd.DataFrame) -> Lesson:
+    """Deleting what Grad-CAM highlights must lower the class score faster than deleting a smooth
+    random region (lower deletion AUC), and inserting it must raise the score faster (higher
+    insertion AUC). `table` is `cxrnb.explain.faithfulness`'s."""
+    g, r = table.loc["gradcam"], table.loc["random map"]
+    effects = [effect("deletion AUC, random minus Grad-CAM", r["deletion_auc"] - g["deletion_auc"], at_least=0.0),
+               effect("insertion AUC, Grad-CAM minus random", g["insertion_auc"] - r["insertion_auc"], at_least=0.0)]
+    return Lesson(table, {}, {}, "Removing what Grad-CAM highlights changes the score faster than removing "
+                  "a random smooth region", effects)
+
+
+def sanity_lesson(model_check: pd.DataFrame, data_check: pd.DataFrame, *, threshold: float = 0.5) -> Lesson:
+    """Adebayo et al. (2018): Grad-CAM's maps must change when the weights are randomised (the
+    cascade's last step, `explain.randomisation_check`'s verdict table) and when the same
+    architecture is trained on shuffled labels (`explain.data_randomisation_check`'s). Verdict:
+    mean Spearman correlation with the trained model's maps at most `threshold` in both."""
+    effects = [effect("Spearman, trained vs all layers randomised", model_check.loc["gradcam", "spearman_all_random"],
+                      at_most=threshold),
+               effect("Spearman, trained vs trained on shuffled labels", data_check.loc["gradcam", "spearman"],
+                      at_most=threshold)]
+    table = pd.DataFrame({"weights randomised": model_check["spearman_all_random"],
+                          "labels shuffled": data_check["spearman"]})
+    return Lesson(table, {}, {}, "Grad-CAM's maps depend on what the model learned", effects)
+
+
+# --------------------------------------------------------------------------- notebook 05
+
+def marker_lesson(m, *, min_drop: float = 0.30, min_energy: float = 0.20, max_control: float = 0.05) -> Lesson:
+    """The marker lesson from `cxrnb.shortcut.marker_effect`'s result `m`: removing the marker drops
+    the marker model's accuracy by at least `min_drop` (interval above 0), at least `min_energy` of
+    its Grad-CAM energy falls on the marker box, and the control model moves by less than `max_control`."""
+    d, e, c = m.drop["marker"], m.energy["marker"], m.drop["control"]
+    effects = [effect("marker model: accuracy drop without the marker", d.estimate, d.low, d.high,
+                      at_least=min_drop, ci_above=0.0),
+               effect("marker model: Grad-CAM energy on the marker box", e.estimate, e.low, e.high, at_least=min_energy),
+               effect("control model: accuracy change without the marker", c.estimate, c.low, c.high, below=max_control)]
+    return Lesson(m.table(), {}, {}, "The marker model reads the marker, not the lungs", effects)
+
+
+def collection_lesson(c, *, min_own: float = 0.5, max_other: float = 0.2) -> Lesson:
+    """The collection lesson (DeGrave et al. 2021) from `cxrnb.shortcut.collection_effect`'s
+    result `c`: the model calls the COVID collection's own normal films COVID in at least
+    `min_own` of cases, the other collection's normals in at most `max_other`, difference above 0."""
+    own, other, diff = c.called[c.positive_source], c.other, c.difference
+    effects = [effect(f"normal films of the {c.positive_class} collection called {c.positive_class}",
+                      own.estimate, own.low, own.high, at_least=min_own),
+               effect(f"normal films of the other collection called {c.positive_class}",
+                      other.estimate, other.low, other.high, at_most=max_other),
+               effect("difference", diff.estimate, diff.low, diff.high, ci_above=0.0)]
+    return Lesson(c.table(), {}, {}, f"The model learned the collection: it calls normal films of the "
+                  f"{c.positive_class} collection {c.positive_class}", effects)

@@ -269,3 +269,17 @@ def leaky_pair(index: pd.DataFrame, *, val: float = 0.15, test: float = 0.15,
     leaky.loc[moved, "split"] = "train"
     leaky = leaky.drop(index=rng.choice(train_rows, size=len(moved), replace=False))
     return leaky, honest.drop(index=moved)
+
+
+def shuffle_labels(split: pd.DataFrame, *, seed: int = 0) -> pd.DataFrame:
+    """A copy of `split` whose train and val patients carry each other's labels at random (the test
+    part is left as it is): the data-randomisation test of Adebayo et al. (2018) trains the same
+    recipe on it, so the model can learn nothing but the films themselves. Labels are permuted
+    between patients, not films, so each patient keeps one label, as in the real data."""
+    col = group_column(split)
+    out = split.copy()
+    fit = out["split"].isin(["train", "val"])
+    first = out[fit].groupby(col, sort=True)["label"].first()
+    perm = pd.Series(np.random.default_rng(seed).permutation(first.to_numpy()), index=first.index)
+    out.loc[fit, "label"] = out.loc[fit, col].map(perm).to_numpy()
+    return out

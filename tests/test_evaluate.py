@@ -256,3 +256,27 @@ def test_figures_build(k, tmp_path):
 def test_learning_curves_need_a_loss_column():
     with pytest.raises(ValueError, match="history has no 'loss' column"):
         plots.learning_curves(pd.DataFrame({"epoch": [0], "acc": [0.5]}))
+
+
+def test_calibration_intervals_equal_a_loop_of_scikit_learn_calls():
+    """The vectorised patient bootstrap of the Brier score and the ECE is checked against its
+    definition: for each resample, repeat every image as often as its patient was drawn and
+    compute the scores with scikit-learn (Brier) and the fixed bins (ECE)."""
+    from sklearn.metrics import brier_score_loss
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(np.arange(15), 3)
+    y = np.repeat(rng.integers(0, 2, 15), 3)
+    s = np.clip(0.5 * y + 0.5 * rng.random(len(y)), 0, 1)
+    cal = calibration(y, np.column_stack([1 - s, s]), n_bins=5, groups=groups, n_boot=300, seed=4)
+    draws = np.random.default_rng(4).integers(0, 15, size=(300, 15))
+    bins = np.searchsorted(np.linspace(0, 1, 6)[1:-1], s)
+    briers, eces = [], []
+    for d in draws:
+        idx = np.concatenate([np.flatnonzero(groups == g) for g in d])
+        briers.append(brier_score_loss(y[idx], s[idx]))
+        eces.append(sum(abs((y[idx] - s[idx])[bins[idx] == b].sum()) for b in range(5)) / len(idx))
+    assert np.allclose([cal.brier_low, cal.brier_high], np.percentile(briers, [2.5, 97.5]))
+    assert np.allclose([cal.ece_low, cal.ece_high], np.percentile(eces, [2.5, 97.5]))
+    assert cal.brier_low <= cal.brier <= cal.brier_high
+    assert np.isnan(calibration(y, np.column_stack([1 - s, s])).brier_low)  # no groups, no interval

@@ -185,3 +185,36 @@ def test_load_split_rebuilds_when_its_parameters_change(tmp_path, write_image, m
     assert set(again["label"]) == {"normal"} and all(p.is_file() for p in image_paths(again))
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1] == lines[-2]  # the same summary whether rebuilt or reused
+
+
+def test_leaky_pair_differs_only_in_the_leak():
+    """Same test and val films, same train size; the leaky train holds other films of every val and
+    test patient with several films, the patient-level one none."""
+    from cxrnb.splits import leaky_pair
+
+    index = make_index(80, seed=1, max_images=5)
+    leaky, honest = leaky_pair(index, seed=3)
+    for part in ("val", "test"):
+        assert set(leaky.loc[leaky["split"] == part, "path"]) == set(honest.loc[honest["split"] == part, "path"])
+    assert (leaky["split"] == "train").sum() == (honest["split"] == "train").sum()
+    check_no_leakage(honest)
+    held = honest[honest["split"].isin(["val", "test"])]
+    several = index.groupby("patient_id").size().loc[held["patient_id"].unique()] > 1
+    train_patients = set(leaky.loc[leaky["split"] == "train", "patient_id"])
+    assert set(several[several].index) <= train_patients
+    assert not set(held["patient_id"]) & set(honest.loc[honest["split"] == "train", "patient_id"])
+    again = leaky_pair(index, seed=3)
+    pd.testing.assert_frame_equal(again[0], leaky)
+
+
+def test_shuffle_labels_permutes_patients_not_films_and_keeps_test():
+    from cxrnb.splits import shuffle_labels
+
+    split = split_by_patient(make_index(120, seed=2), seed=0)
+    out = shuffle_labels(split, seed=1)
+    test = split["split"] == "test"
+    pd.testing.assert_series_equal(out.loc[test, "label"], split.loc[test, "label"])
+    assert (out.groupby("patient_id")["label"].nunique() == 1).all()  # one label per patient
+    per_patient = lambda d: d[~test].groupby("patient_id")["label"].first()  # noqa: E731
+    assert sorted(per_patient(out)) == sorted(per_patient(split))  # a permutation of the patients' labels
+    assert (per_patient(out) != per_patient(split)).mean() > 0.2  # and not the identity

@@ -28,14 +28,17 @@ def _model() -> keras.Model:
 
 
 def exercise_1(workdir: Path) -> dict:
-    """A random map spreads its energy evenly, so the share it puts on the lesion (or the lungs)
-    is the mask's share of the film's area, film by film: a map is informative only above that."""
+    """A random map spreads its energy evenly *on average*, so the mean share it puts on the lesion
+    (or the lungs) is the masks' mean share of the film's area: a map is informative only above
+    that. The maps are smooth (coarse noise upsampled, like a CAM), so one film's share wanders
+    around its area share; averaged over many maps it settles on it."""
     _, lungs, lesions = _films(12, 64)
-    maps = explain.random_maps(lesions.shape, seed=0)
+    maps = np.concatenate([explain.random_maps(lesions.shape, seed=s) for s in range(20)])
     out = {}
     for name, masks in (("lesion", lesions), ("lung", lungs)):
+        masks = np.tile(masks, (20, 1, 1))
         energy, area = explain.energy_share(maps, masks), (masks > 0).mean(axis=(1, 2))
-        assert np.abs(energy - area).max() < 0.03, name
+        assert abs(np.nanmean(energy) - area.mean()) < 0.1 * area.mean() + 0.005, name
         out[f"{name}: area share"], out[f"{name}: random-map energy share"] = float(area.mean()), float(energy.mean())
     return out
 
