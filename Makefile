@@ -10,7 +10,7 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # kernel config: TensorFlow's C++ logs go to this terminal, not into notebook cells
 export IPYTHONDIR := $(CURDIR)/.ipython
 
-.PHONY: demo test lab bench wheel release-check clean
+.PHONY: demo test test-onednn-off lab bench lessons wheel release-check clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ test: $(STAMP)
 	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg \
 	  --nbval-cell-timeout=1200
 
+# The lessons' verdicts must not depend on the CPU's kernels: strict nbval of the training
+# notebooks again with oneDNN off (another machine's arithmetic). .ci/run runs it after `make test`.
+TRAINING_NOTEBOOKS := $(filter notebooks/03% notebooks/04% notebooks/05%,$(NOTEBOOKS))
+test-onednn-off: $(STAMP)
+	TF_ENABLE_ONEDNN_OPTS=0 $(BIN)/python -m pytest $(TRAINING_NOTEBOOKS) --nbval \
+	  --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1200
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab notebooks/
 
@@ -39,6 +46,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/augment.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/train.py
+
+# Every lesson's effect under seeds 0-4 x oneDNN on/off (about an hour on 2 cores) -> docs/lessons.md
+lessons: $(STAMP)
+	$(BIN)/python benchmarks/lessons.py all
 
 # A wheel for instructors who host cxrnb themselves (Colab: set CXRNB_INSTALL to its URL).
 wheel: $(STAMP)

@@ -429,6 +429,8 @@ def train(
     train_ds = make_dataset(parts["train"], classes, training=True, augment=config.augment, **common)
     val_ds = make_dataset(parts["val"], classes, **common)
     weights = class_weights(parts["train"]["label"], classes) if config.loss_weighting == "balanced" else None
+    if weights is not None:  # validate the objective we train: the best epoch is not the one that
+        val_ds = _weighted(val_ds, weights)  # fits the common class best, which undoes the weights
 
     t0 = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, class_weight=weights, verbose=0, shuffle=False,
@@ -446,6 +448,16 @@ def train(
     (run_dir / "best.weights.h5").unlink(missing_ok=True)
     (run_dir / INCOMPLETE).unlink()
     return TrainResult(model, history, run_dir, classes, config, metrics, predictions, seconds)
+
+
+def _weighted(ds, weights: Mapping[int, float]):
+    """`ds` with each film's class weight as a third element: Keras then reports the *weighted*
+    validation loss, the quantity training minimises, for the best epoch, early stopping and the
+    learning-rate schedule (with the plain loss they favour models that ignore the rare class)."""
+    import tensorflow as tf
+
+    table = tf.constant([weights[i] for i in range(len(weights))], tf.float32)
+    return ds.map(lambda x, y: (x, y, tf.gather(table, tf.reshape(tf.cast(y, tf.int32), [-1]))))
 
 
 def _counts(split: pd.DataFrame) -> dict[str, dict[str, int]]:
