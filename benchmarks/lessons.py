@@ -14,6 +14,7 @@ TensorFlow follows; oneDNN by `TF_ENABLE_ONEDNN_OPTS`, read when TensorFlow star
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import statistics
@@ -33,22 +34,43 @@ def run_name(seed: int, onednn: int, threads: int) -> str:
     return f"seed{seed}-onednn{onednn}-threads{threads}"
 
 
-def run(seed: int, onednn: int, threads: int) -> Path:
+def parameters(path: Path) -> dict:
+    """The literal assignments of a notebook's cell tagged "parameters"."""
+    cells = json.loads(path.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}
+
+
+def _moved(value, out: str):
+    """`value` with every path under the notebooks' "../outputs" moved under `out` (nested too), so
+    parallel runs never share data, runs or caches with each other or with the repository."""
+    if isinstance(value, dict):
+        return {k: _moved(v, out) for k, v in value.items()}
+    if isinstance(value, str) and value.startswith("../outputs"):
+        return out + value[len("../outputs"):]
+    return value
+
+
+def run(seed: int, onednn: int, threads: int, first_cpu: int = 0) -> Path:
     """Execute notebooks 03-05 once in a fresh output folder; write results/lessons/<run>.json."""
     import papermill as pm
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_file = RESULTS / f"{run_name(seed, onednn, threads)}.json"
     os.environ.update(TF_ENABLE_ONEDNN_OPTS=str(onednn), TF_CPP_MIN_LOG_LEVEL="3")
-    os.sched_setaffinity(0, sorted(os.sched_getaffinity(0))[:threads])  # the kernel inherits it
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, cpus[first_cpu:first_cpu + threads])  # the kernel inherits it
     with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
         log = Path(tmp) / "lessons.jsonl"
         os.environ["LESSONS_LOG"] = str(log)
         seconds = {}
         for name in NOTEBOOKS:
             t0 = time.perf_counter()
+            params = _moved(parameters(ROOT / "notebooks" / f"{name}.ipynb"), str(Path(tmp) / "outputs"))
             pm.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", Path(tmp) / f"{name}.ipynb",
-                                parameters={"SEED": seed, "OUTPUT_DIR": str(Path(tmp) / "outputs")},
+                                parameters={**params, "SEED": seed},
                                 cwd=ROOT / "notebooks", kernel_name="python3", progress_bar=False,
                                 execution_timeout=1800)
             seconds[name] = round(time.perf_counter() - t0, 1)
@@ -110,13 +132,14 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--seed", type=int, default=0)
     one.add_argument("--onednn", type=int, choices=(0, 1), default=1)
     one.add_argument("--threads", type=int, default=2)
+    one.add_argument("--first-cpu", type=int, default=0, help="CPU offset, to run 1-thread runs side by side")
     sub.add_parser("report", help="aggregate the runs into docs/lessons.md")
     every = sub.add_parser("all", help="every combination, each in its own process, then the report")
     every.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     every.add_argument("--threads", type=int, nargs="+", default=[2])
     a = ap.parse_args(argv)
     if a.cmd == "run":
-        print(run(a.seed, a.onednn, a.threads))
+        print(run(a.seed, a.onednn, a.threads, a.first_cpu))
     elif a.cmd == "all":
         for seed in a.seeds:
             for onednn in (1, 0):

