@@ -14,7 +14,6 @@ TensorFlow follows; oneDNN by `TF_ENABLE_ONEDNN_OPTS`, read when TensorFlow star
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import statistics
@@ -34,15 +33,6 @@ def run_name(seed: int, onednn: int, threads: int) -> str:
     return f"seed{seed}-onednn{onednn}-threads{threads}"
 
 
-def parameters(path: Path) -> dict:
-    """The literal assignments of a notebook's cell tagged "parameters"."""
-    cells = json.loads(path.read_text())["cells"]
-    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
-    tree = ast.parse("".join(cell["source"]))
-    return {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)}
-
-
 def _moved(value, out: str):
     """`value` with every path under the notebooks' "../outputs" moved under `out` (nested too), so
     parallel runs never share data, runs or caches with each other or with the repository."""
@@ -56,6 +46,8 @@ def _moved(value, out: str):
 def run(seed: int, onednn: int, threads: int, first_cpu: int = 0) -> Path:
     """Execute notebooks 03-05 once in a fresh output folder; write results/lessons/<run>.json."""
     import papermill as pm
+
+    from cxrnb.notebook import parameters
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     out_file = RESULTS / f"{run_name(seed, onednn, threads)}.json"

@@ -337,3 +337,15 @@ def ensure_run(run_dir: str | Path, dataset: str, data_dir: str | Path, output_d
     print(f"run {run_dir.name}: {cfg.name} ({cfg.model}, {cfg.image_size} px), classes {run['classes']}, "
           f"best epoch {run['metrics']['best_epoch']} of {run['metrics']['epochs_run']}")
     return run
+
+
+def parameters(path: str | Path) -> dict:
+    """The literal assignments of a notebook's cell tagged "parameters" (what papermill replaces):
+    for tests and benchmarks that run a notebook with some of its parameters changed."""
+    import ast
+
+    cells = json.loads(Path(path).read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)}

@@ -52,7 +52,7 @@ def test_weight_dependent_cells_are_not_compared_as_text_and_verdicts_are(path):
         src, tags = "".join(c["source"]), c.get("metadata", {}).get("tags", [])
         if ".verdict()" in src:
             assert IGNORE not in tags and src.count("\n") == 0, src
-            text = "".join(o.get("text", "") for o in c.get("outputs", []) if o.get("output_type") == "stream")
+            text = "".join("".join(o.get("text", "")) for o in c.get("outputs", []) if o.get("output_type") == "stream")
             assert text.rstrip().endswith((": yes", ": no", "not scored")), (path.name, text)
         elif any(k in src for k in ("train(", ".report()", "faithfulness(", "cams(", "ensure_run(")):
             assert IGNORE in tags, (path.name, src[:80])

@@ -1,12 +1,13 @@
 """Notebook hygiene, and the notebooks on the real subsets in ../shared/data (parameters cell only)."""
 from __future__ import annotations
 
-import ast
 import json
 from pathlib import Path
 
 import pandas as pd
 import pytest
+
+from cxrnb.notebook import parameters
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 SHARED_PARAMETERS = ("DATASET", "DATA_DIR", "TASK", "SYNTHETIC", "OUTPUT_DIR", "SEED")
@@ -16,14 +17,6 @@ REAL = {
     "covid-chestxray": ("actualmed-covid", {"classes": ["covid", "normal"]}),
     "nih": ("nih-chestxray14", {"finding": "Effusion"}),
 }
-
-
-def parameters(nb_path: Path) -> dict:
-    cells = json.loads(nb_path.read_text())["cells"]
-    cell = next(c for c in cells if "parameters" in c.get("metadata", {}).get("tags", []))
-    tree = ast.parse("".join(cell["source"]))
-    return {t.id: ast.literal_eval(node.value) for node in tree.body if isinstance(node, ast.Assign)
-            for t in node.targets if isinstance(t, ast.Name)}
 
 
 def test_notebooks_share_dataset_parameters():
