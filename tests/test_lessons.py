@@ -56,3 +56,35 @@ def test_weight_dependent_cells_are_not_compared_as_text_and_verdicts_are(path):
             assert text.rstrip().endswith((": yes", ": no", "not scored")), (path.name, text)
         elif any(k in src for k in ("train(", ".report()", "faithfulness(", "cams(", "ensure_run(")):
             assert IGNORE in tags, (path.name, src[:80])
+
+
+def test_lessons_report_gives_every_effect_its_range_and_counts_the_runs_it_held_in(tmp_path, monkeypatch):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("lessons_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "lessons.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path / "runs")
+    monkeypatch.setattr(bench, "DOC", tmp_path / "lessons.md")
+    (tmp_path / "runs").mkdir()
+    for seed, (gap, held) in enumerate([(0.30, True), (0.12, True), (0.05, False)]):
+        lesson = {"claim": "Leaks inflate", "holds": held,
+                  "effects": [{"name": "gap", "estimate": gap, "low": gap - 0.1, "high": gap + 0.1,
+                               "rule": ">= 0.1", "holds": held}]}
+        record = {"seed": seed, "onednn": seed % 2, "threads": 1, "lessons": [lesson],
+                  "seconds": {nb: 10.0 * (seed + 1) for nb in bench.NOTEBOOKS}}
+        (tmp_path / "runs" / f"{seed}.json").write_text(json.dumps(record))
+    text = bench.report()
+    assert "| Leaks inflate | 2/3 | gap | >= 0.1 | 0.05 | 0.12 | 0.30 | 2/3 |" in text
+    assert "seed 2 / oneDNN off / 1 thread" in text or "seed 1 / oneDNN on / 1 thread" in text
+    assert json.loads((tmp_path / "lessons.json").read_text())["runs"][0]["seed"] == 0
+    assert (tmp_path / "lessons.md").read_text() == text
+
+
+def test_a_logged_effect_is_judged_again_by_its_rule_text():
+    from cxrnb.experiments import judge
+
+    for kw, est, low in (({"at_least": 0.1, "ci_above": 0.0}, 0.3, 0.02), ({"at_least": 0.1, "ci_above": 0.0}, 0.3, -0.02),
+                         ({"at_most": 0.2}, 0.1, float("nan")), ({"below": 0.05}, -0.06, float("nan"))):
+        e = effect("e", est, low, 1.0, **kw)
+        assert judge(e.rule, est, low) == e.holds

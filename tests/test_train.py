@@ -234,3 +234,30 @@ def test_a_val_split_with_one_class_trains_without_a_threshold(easy_split, tmp_p
     assert result.metrics["threshold"]["value"] is None
     assert "no threshold chosen" in result.metrics["threshold"]["note"]
     assert "test" in result.metrics
+
+
+def test_class_weighted_runs_report_the_weighted_validation_loss(easy_split, tmp_path):
+    """With loss_weighting="balanced" the kept epoch is chosen on the loss training minimises: the
+    validation loss in the history is the class-weighted mean cross-entropy of the val films."""
+    rare = (easy_split["split"] == "train") & (easy_split["label"] == "effusion")
+    skewed = easy_split[~(rare & (easy_split.groupby(rare).cumcount() % 3 != 0))]  # 1 in 3 train effusions
+    cfg = TrainConfig(**{**TINY, "epochs": 1, "loss_weighting": "balanced"})
+    result = train(cfg, skewed, tmp_path / "run")
+    val = result.predictions[result.predictions["split"] == "val"]
+    w = class_weights(skewed.loc[skewed["split"] == "train", "label"], result.classes)
+    p = val[[f"p_{c}" for c in result.classes]].to_numpy()[np.arange(len(val)), val["y"].to_numpy()]
+    weights = np.array([w[int(y)] for y in val["y"]])
+    expected = float(np.sum(weights * -np.log(np.clip(p, 1e-7, 1))) / len(val))
+    assert result.history["val_loss"].iloc[-1] == pytest.approx(expected, rel=2e-3)
+    assert abs(expected - float(np.mean(-np.log(np.clip(p, 1e-7, 1))))) > 1e-3  # weighting matters here
+
+
+def test_compact_pooled_blocks_sets_the_cam_grid():
+    from cxrnb.explain import find_spatial_layer
+    from cxrnb.models import build_model
+
+    for pooled, cells in ((3, 8), (2, 16)):
+        m = build_model("compact", input_size=64, num_classes=2, pooled_blocks=pooled)
+        assert find_spatial_layer(m).output.shape[1] == cells
+    with pytest.raises(ValueError, match="pooled_blocks"):
+        build_model("compact", input_size=64, num_classes=2, pooled_blocks=4)
