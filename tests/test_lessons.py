@@ -43,15 +43,16 @@ def _code_cells(path: Path) -> list[dict]:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_weight_dependent_cells_are_not_compared_as_text_and_verdicts_are(path):
     """Numbers that come from trained weights differ between CPUs: their cells carry the
-    nbval-ignore-output tag. Each lesson's verdict is a cell of its own, compared strictly, whose
-    committed output is the verdict line alone."""
+    nbval-ignore-output tag. Each lesson's verdict is a cell of its own whose committed output is
+    the verdict line alone, compared strictly when it held in every run of docs/lessons.md."""
     cells = _code_cells(path)
     verdicts = [c for c in cells if ".verdict()" in "".join(c["source"])]
-    assert verdicts, f"{path.name} prints no verdict"
+    assert any(IGNORE not in c.get("metadata", {}).get("tags", []) for c in verdicts), f"{path.name}: no strict verdict"
     for c in cells:
         src, tags = "".join(c["source"]), c.get("metadata", {}).get("tags", [])
         if ".verdict()" in src:
-            assert IGNORE not in tags and src.count("\n") == 0, src
+            # a verdict that did not hold in every run of docs/lessons.md is printed, not compared
+            assert src.count("\n") == 0, src
             text = "".join("".join(o.get("text", "")) for o in c.get("outputs", []) if o.get("output_type") == "stream")
             assert text.rstrip().endswith((": yes", ": no", "not scored")), (path.name, text)
         elif any(k in src for k in ("train(", ".report()", "faithfulness(", "cams(", "ensure_run(")):
