@@ -16,6 +16,7 @@ REAL = {
     "kaggle-pneumonia": ("kaggle-pneumonia", {"classes": ["normal", "bacteria", "virus"]}),
     "covid-chestxray": ("actualmed-covid", {"classes": ["covid", "normal"]}),
     "nih": ("nih-chestxray14", {"finding": "Effusion"}),
+    "rsna-pneumonia": ("rsna-pneumonia", {}),
 }
 
 
