@@ -1,12 +1,18 @@
-"""The measured lessons of notebook 03: each is one call that trains and returns a table with CIs.
+"""The measured lessons of notebooks 03-05: each returns a `Lesson` with its table, its effects
+(estimate, 95 % interval, the rule that judges it) and a one-line verdict.
 
-* `leakage`: the same recipe trained and tested on an image-level random split (patients on
-  both sides) and on the patient-level split. The gap is what a leaky split adds to the score.
+* `learned`: the main model beats chance on new patients (03).
+* `leakage`: the same recipe on two splits that differ only in leakage (`splits.leaky_pair`),
+  scored on the same test films with a paired patient bootstrap (03).
 * `imbalance`: the same recipe on a rare-finding task with no loss weighting, inverse-frequency
-  class weights and article 003's "every mistake weighs 5", beside the majority-class baseline.
+  class weights and article 003's "every mistake weighs 5", beside the majority-class baseline (03).
+* `gradcam_lesson`, `faithfulness_lesson`, `sanity_lesson`: is the map of the finding class on the
+  lesion, faithful, and dependent on what the model learned (04).
+* `marker_lesson`, `collection_lesson`: the shortcut tests of `cxrnb.shortcut` judged (05).
 
-Tables hold numbers (estimates and 95 % patient-bootstrap intervals); `format_table` turns them
-into the rounded text a notebook shows, so outputs are stable across machines.
+A verdict depends on the effect *and* its interval, so it is the same on every CPU where the
+effect is real (docs/lessons.md, from `benchmarks/lessons.py`); the numbers beside it are not.
+`format_table` turns tables into the rounded text a notebook shows.
 """
 from __future__ import annotations
 
