@@ -9,7 +9,8 @@ predictable (`source_split` / `train_source_classifier`, and `source_probe` from
 alone: the set-up of articles that took COVID films from one collection and normal films from
 another).
 
-Two lessons come with their margins, each with a strict verdict line: `marker_effect` (the drop
+Two lessons are measured with their margins (judged, with a verdict line, by
+`cxrnb.experiments.marker_lesson` and `collection_lesson`): `marker_effect` (the drop
 without the marker for a marker model and a control, paired, and the Grad-CAM energy on the
 marker box) and `collection_effect` (how often normal films are called COVID, by collection,
 after DeGrave et al. 2021). The counterfactual films are the test files remade (`rerender`), so
@@ -244,10 +245,6 @@ def _difference(a: Interval, b: Interval) -> Interval:
     return Interval(a.estimate - b.estimate, lo, hi, a.level, a.n_boot, int(np.isnan(d).sum()), a.unit, d)
 
 
-def _line(claim: str, holds: bool) -> str:
-    return f"{claim}: {'yes' if holds else 'no'}"
-
-
 @dataclass(frozen=True)
 class MarkerEffect:
     """The marker lesson's numbers for a model trained with the marker and a control trained without.
@@ -275,19 +272,6 @@ class MarkerEffect:
             rows[m] = {k: v for name, iv in cells.items()
                        for k, v in ((name, iv.estimate), (f"{name} low", iv.low), (f"{name} high", iv.high))}
         return pd.DataFrame(rows).T.assign(**{"box area": self.box_area})
-
-    def relies_on_marker(self, *, min_drop: float = 0.30, min_energy: float = 0.20,
-                         max_control_drop: float = 0.05) -> bool:
-        """Whether the marker model reads the marker: removing it costs at least `min_drop` accuracy
-        (interval above 0), at least `min_energy` of its Grad-CAM energy lies on the box, and the
-        control moves by less than `max_control_drop` either way."""
-        d, c = self.drop["marker"], self.drop["control"]
-        return bool(d.estimate >= min_drop and d.low > 0 and self.energy["marker"].estimate >= min_energy
-                    and abs(c.estimate) < max_control_drop)
-
-    def verdict(self, **thresholds) -> str:
-        """The lesson's strict line, e.g. ``marker model relies on the marker: yes``."""
-        return _line("marker model relies on the marker", self.relies_on_marker(**thresholds))
 
 
 def marker_effect(model_marker: keras.Model | Explainer, model_control: keras.Model | Explainer,
@@ -466,17 +450,6 @@ class CollectionEffect:
         return pd.DataFrame({f"called {self.positive_class}": {k: iv.estimate for k, iv in ivs.items()},
                              "low": {k: iv.low for k, iv in ivs.items()},
                              "high": {k: iv.high for k, iv in ivs.items()}, "films": n})
-
-    def learns_collection(self, *, min_own: float = 0.5, max_other: float = 0.2) -> bool:
-        """Whether the model reads the collection: at least `min_own` of the positive collection's
-        normal films called positive, at most `max_other` of the others', difference interval above 0."""
-        return bool(self.called[self.positive_source].estimate >= min_own and self.other.estimate <= max_other
-                    and self.difference.low > 0)
-
-    def verdict(self, **thresholds) -> str:
-        """The lesson's strict line, e.g. ``model calls the covid collection's own normal films covid: yes``."""
-        c = self.positive_class
-        return _line(f"model calls the {c} collection's own normal films {c}", self.learns_collection(**thresholds))
 
 
 def collection_effect(model: keras.Model | Explainer, normals_index: pd.DataFrame, images, classes: Sequence[str],

@@ -6,6 +6,7 @@ import pytest
 
 from cxrnb import explain as E
 from cxrnb import shortcut as SC
+from cxrnb.experiments import collection_lesson, marker_lesson
 from cxrnb.synthetic.render import render_image
 
 N = 48
@@ -230,8 +231,8 @@ def test_marker_effect_of_a_marker_reader_against_a_control(marker_data):
     assert fx.energy["marker"].estimate > 0.5 > 5 * fx.box_area                 # the map sits on the marker
     assert fx.energy["control"].estimate < 3 * fx.box_area                       # about the box's area
     assert (fx.n_films, fx.n_marked, fx.n_patients) == (len(idx), marked.sum(), idx["patient_id"].nunique())
-    assert fx.verdict() == "marker model relies on the marker: yes"
-    assert fx.verdict(min_drop=0.9) == "marker model relies on the marker: no"
+    assert marker_lesson(fx).verdict() == "The marker model reads the marker, not the lungs: yes"
+    assert marker_lesson(fx, min_drop=0.9).verdict() == "The marker model reads the marker, not the lungs: no"
     t = fx.table()
     assert list(t.index) == ["marker", "control"] and t.loc["marker", "drop"] == pytest.approx(d.estimate)
     with pytest.raises(ValueError, match="no test film carries the marker"):
@@ -264,12 +265,13 @@ def test_collection_effect_counts_normal_films_called_covid_by_source():
     assert (fx.called["B"].low, fx.called["B"].high, fx.called["B"].unit) == (0.0, 0.6, "image")
     assert fx.called["A"].unit == "patient" and fx.called["A"].low < 5 / 8 < fx.called["A"].high
     assert fx.n_films == {"A": 8, "B": 5} and list(fx.table().index) == ["A", "B", "other sources", "difference"]
-    assert fx.verdict() == "model calls the covid collection's own normal films covid: no"   # interval reaches 0
+    claim = "The model learned the collection: it calls normal films of the covid collection covid"
+    assert collection_lesson(fx).verdict() == f"{claim}: no"   # interval reaches 0
     clear = SC.collection_effect(model, *_normals({"A": [[1, 1], [1], [1]], "B": [[0], [0, 0], [0]], "C": [[0]]}),
                                  ["covid", "normal"], positive_source="A", n_boot=200)
     assert (clear.difference.estimate, clear.difference.low, clear.difference.high) == (1.0, 1.0, 1.0)
     assert clear.other.estimate == 0.0 and clear.n_films == {"A": 4, "B": 4, "C": 1}
-    assert clear.verdict() == "model calls the covid collection's own normal films covid: yes"
+    assert collection_lesson(clear).verdict() == f"{claim}: yes"
 
 
 def test_collection_effect_says_what_is_missing():
