@@ -256,8 +256,12 @@ def test_compact_pooled_blocks_sets_the_cam_grid():
     from cxrnb.explain import find_spatial_layer
     from cxrnb.models import build_model
 
-    for pooled, cells in ((3, 8), (2, 16)):
-        m = build_model("compact", input_size=64, num_classes=2, pooled_blocks=pooled)
-        assert find_spatial_layer(m).output.shape[1] == cells
+    for options, cells in (({}, 8), (dict(stem_stride=1, pooled_blocks=3), 8), (dict(pooled_blocks=1), 16),
+                           (dict(stem_stride=1, pooled_blocks=2), 16)):
+        m = build_model("compact", input_size=64, num_classes=2, **options)
+        assert find_spatial_layer(m).output.shape[1] == cells, options
+    assert find_spatial_layer(build_model("compact", input_size=128, num_classes=2)).output.shape[1] == 16
     with pytest.raises(ValueError, match="pooled_blocks"):
         build_model("compact", input_size=64, num_classes=2, pooled_blocks=4)
+    with pytest.raises(ValueError, match="stem_stride"):
+        build_model("compact", input_size=64, num_classes=2, stem_stride=3)

@@ -327,11 +327,18 @@ _GLYPHS = {
 }
 
 
+def _marker_px(size: int) -> int:
+    """Pixels per glyph cell of the marker: a tag about a sixth of the film's height (the size of
+    a hospital's burnt-in label; smaller than one Grad-CAM cell at 64 px input it cannot be seen
+    in a map, which is why notebook 05 trains its marker models at 128 px)."""
+    return max(1, round(size / 48))
+
+
 def _marker_layout(seed: int, patient: int, image: int, size: int):
     """(rng, letter, top, left, height, width) of the burnt-in marker, drawn in a fixed order."""
     r = _rng(seed, patient, image, _T_MARKER)
     letter = "R" if r.random() < 0.5 else "L"
-    px = max(1, round(size / 64))           # pixels per glyph cell
+    px = _marker_px(size)
     pad = max(1, px)
     h, w = 7 * px + 2 * pad, 5 * px + 2 * pad
     margin = max(1, round(size * 0.03))
@@ -355,7 +362,7 @@ def _draw_marker(img: np.ndarray, seed: int, patient: int, image: int) -> None:
     """Burn a radiographer-style tag (bright block with a dark R/L) into a top corner, in place."""
     size = img.shape[0]
     r, letter, top, left, h, w = _marker_layout(seed, patient, image, size)
-    px = max(1, round(size / 64))
+    px = _marker_px(size)
     pad = max(1, px)
     glyph = np.array([[c == "1" for c in row] for row in _GLYPHS[letter]])
     block = np.full((h, w), int(r.integers(225, 256)), dtype=np.uint8)
@@ -434,15 +441,15 @@ def _lesion(label: str, subtype: str, seed: int, patient: int, image: int, diffi
     grow = (1.2 - 0.6 * difficulty) * float(np.exp(0.08 * ri.standard_normal()))
     patch = _smooth_noise(rp, size, 10)
     if label == "pneumonia" and subtype == "bacteria":
-        # Focal / lobar consolidation in one lung: a dense irregular blob, sometimes cut flat
-        # by a fissure (upper/middle lobe), homogeneous except for a little texture.
+        # Focal / lobar consolidation in one lung: a dense irregular blob (about a fifth of the
+        # lung), sometimes cut flat by a fissure (upper/middle lobe), homogeneous but for texture.
         side = bool(rp.random() < 0.5)
         zone = int(rp.choice(3, p=[0.25, 0.3, 0.45]))  # upper, middle, lower zone
         band = ((-0.5, -0.2), (-0.2, 0.1), (0.1, 0.4))[zone]
         cx, cy = _inside_point(rp, an, side, band, 0.08)
         ca = abs(cx)
-        ra = 0.19 * grow * float(np.exp(0.15 * rp.standard_normal()))
-        rb = 0.16 * grow * float(np.exp(0.15 * rp.standard_normal()))
+        ra = 0.25 * grow * float(np.exp(0.15 * rp.standard_normal()))
+        rb = 0.21 * grow * float(np.exp(0.15 * rp.standard_normal()))
         dy = (y - np.float32(cy)) / np.float32(rb)
         da = (a - np.float32(ca)) / np.float32(ra)
         e = 1.0 - (da * da + dy * dy) * np.exp(-0.6 * patch)  # irregular border, solid centre

@@ -30,10 +30,14 @@ from .render import (_T_CLASSES, _T_META, _T_SHORTCUT, _T_VIEW, CLASSES, _check_
 
 LAYOUTS = ("kaggle", "covid-chestxray", "nih") + hospital.LAYOUTS
 
+#: `shortcut_class` value that marks films of every class alike (the marker is then no shortcut).
+ANY_CLASS = "any"
+
 #: Bumped whenever the files change for the same arguments, so `ensure` regenerates older data.
-GENERATOR_VERSION = 5  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
+GENERATOR_VERSION = 6  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
 #                        4: realistic covid-chestxray films look like publication figures;
-#                        5: rsna-pneumonia, dicom, chexpert, mimic-cxr-jpg layouts
+#                        5: rsna-pneumonia, dicom, chexpert, mimic-cxr-jpg layouts;
+#                        6: larger bacterial consolidations and marker; difficulty ranges
 
 #: The population of each layout's real source, used when ``realistic=True`` and no classes
 #: are given: patient share per class, share of AP films per class (AP: sicker, bed-bound
@@ -68,6 +72,7 @@ NIH_COLUMNS = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Pa
                "Patient Gender", "View Position", "OriginalImage[Width", "Height]",
                "OriginalImagePixelSpacing[x", "y]"]
 _T_STORE = 103  # random stream of the stored size/mode of one image (realistic)
+_T_DIFFICULTY = 104  # random stream of a patient's difficulty when `difficulty` is a range
 
 #: Columns of the covid-chestxray `metadata.csv` (ieee8023), in the original order.
 METADATA_COLUMNS = [
@@ -170,13 +175,13 @@ def _settings(**kwargs) -> dict:
             or not 1 <= ipp[0] <= ipp[1]):
         raise ValueError(f"images_per_patient must be a (min, max) pair of integers with "
                          f"1 <= min <= max, got {ipp!r}")
-    difficulty = _check_unit("difficulty", a["difficulty"])
+    difficulty = _difficulty(a["difficulty"])
     shortcut = _check_unit("shortcut", a["shortcut"])
     sc = a["shortcut_class"]
     if sc is None:
         sc = next((c for c in classes if c != "normal" and (fractions is None or fractions[c] > 0)), classes[0])
-    elif sc not in classes:
-        raise ValueError(f"shortcut_class: {sc!r} is not one of the classes {classes}")
+    elif sc != ANY_CLASS and sc not in classes:
+        raise ValueError(f"shortcut_class: {sc!r} is not one of the classes {classes} (or {ANY_CLASS!r})")
     seed = _check_int("seed", a["seed"], 0)
     fmt = a["image_format"]
     if fmt is None:
@@ -205,6 +210,26 @@ def _settings(**kwargs) -> dict:
                 images_per_patient=[int(ipp[0]), int(ipp[1])], difficulty=difficulty,
                 shortcut=shortcut, shortcut_class=sc, seed=seed, image_format=fmt,
                 jpeg_quality=q, split_fractions=fr, likeness=_check_unit("likeness", a["likeness"]))
+
+
+def _difficulty(value) -> float | list[float]:
+    """`difficulty` checked: one number in [0, 1], or a (low, high) range of them."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+        return _check_unit("difficulty", value)
+    if len(value) != 2 or not _check_unit("difficulty", value[0]) <= _check_unit("difficulty", value[1]):
+        raise ValueError(f"difficulty must be a number in [0, 1] or a (low, high) pair of them with "
+                         f"low <= high, got {value!r}")
+    return [float(value[0]), float(value[1])]
+
+
+def patient_difficulty(settings: dict, patient: int) -> float:
+    """The difficulty a patient's films are drawn at: the dataset's, or for a (low, high) range a
+    uniform draw per patient (independent of the label), so findings run from subtle to obvious
+    within one set, as in a real collection."""
+    d = settings["difficulty"]
+    if isinstance(d, (int, float)):
+        return float(d)
+    return float(d[0] + (d[1] - d[0]) * _rng(settings["seed"], patient, _T_DIFFICULTY).random())
 
 
 def _class_counts(n: int, classes: Sequence[str], fractions: Mapping[str, float] | None) -> list[int]:
@@ -295,7 +320,8 @@ def read_manifest(out_dir: str | Path) -> pd.DataFrame:
 def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 120,
              classes: Sequence[str] | None = None, class_fractions: Mapping[str, float] | None = None,
              size: int = 256,
-             images_per_patient: tuple[int, int] = (1, 4), difficulty: float = 0.5,
+             images_per_patient: tuple[int, int] = (1, 4),
+             difficulty: float | tuple[float, float] = 0.5,
              shortcut: float = 0.0, shortcut_class: str | None = None, seed: int = 0,
              image_format: str | None = None, jpeg_quality: int = 90,
              split_fractions: Sequence[float] = (0.75, 0.05, 0.20),
@@ -318,7 +344,10 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     "effusion": 0.1}`` (each class with a positive share gets a patient when `n_patients` allows).
     Masks go to ``masks/lung/`` and ``masks/lesion/``. Images of `shortcut_class` (default: the
     first non-normal class) carry the burnt-in marker with probability `shortcut`; other classes
-    never do. An existing `out_dir` is wiped only if it is empty or a synthetic dataset.
+    never do. ``shortcut_class="any"`` puts it on films of every class with that probability: a
+    marker that says nothing about the label (the marker lesson's control). `difficulty` (0..1:
+    subtler findings, more varied anatomy, noisier films) is one number, or a (low, high) range
+    drawn per patient (`patient_difficulty`): findings from obvious to subtle in one set. An existing `out_dir` is wiped only if it is empty or a synthetic dataset.
     `defects=True` adds the problems real collections have (see `_write_defects`), so the
     readers' drop report has something to show on the embedded data too. `realistic=True` gives
     the layout its real source's population (`POPULATIONS`: classes and imbalance unless
@@ -371,7 +400,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
                  and _rng(seed, p, _T_STORE, 2).random() < 0.15)
         n_cross += cross
         for k in range(n_img):
-            marked = (label == st["shortcut_class"]
+            marked = (st["shortcut_class"] in (label, ANY_CLASS)
                       and _rng(seed, p, k, _T_SHORTCUT).random() < st["shortcut"])
             view, img, lung, les, mode = film(st, p, k, label, marker=marked)
             ext = ".jpeg" if fmt == "jpeg" else ".png"
@@ -410,7 +439,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
             # the real Kaggle collection records no view
             row.update(view=None if pop is not None and kaggle else view, source="synthetic", sex=sex, age=age, subtype=sub,
                        lung_mask=lung_rel, lesion_mask=les_rel, marker=bool(marked),
-                       split=split, image_index=k, seed=seed, difficulty=st["difficulty"])
+                       split=split, image_index=k, seed=seed, difficulty=patient_difficulty(st, p))
             rows.append(row)
             if nih:
                 meta.append(_nih_row(p, k, label, sex, age, view, name, img.shape, r))
@@ -448,7 +477,7 @@ def film(settings: dict, patient: int, image: int, label: str, *, marker: bool
     view = (_image_view(seed, patient, image) if pop is None
             else _real_view(seed, patient, image, pop["ap_share"][label], nih))
     img, lung, les = render_image(seed, patient, image, label, size=settings["size"],
-                                  difficulty=settings["difficulty"], marker=marker, subtype=sub, view=view,
+                                  difficulty=patient_difficulty(settings, patient), marker=marker, subtype=sub, view=view,
                                   likeness=settings.get("likeness", 0.0))
     mode = "L"
     if pop is not None:
@@ -596,7 +625,7 @@ def _write_defects(out: Path, rows: list[dict], meta: list[dict], st: dict) -> N
     folder = Path({"kaggle": "chest_xray/train/NORMAL", "nih": "images_001/images"}.get(layout, "images"))
     (out / folder).mkdir(parents=True, exist_ok=True)
     ext = ".jpeg" if kaggle else ".png" if nih else ".jpg"
-    img, _, _ = render_image(seed, 9002, 0, "normal", size=size, difficulty=st["difficulty"])
+    img, _, _ = render_image(seed, 9002, 0, "normal", size=size, difficulty=patient_difficulty(st, 9002))
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, format="JPEG", quality=st["jpeg_quality"])
     files = {9001: b"", 9002: buf.getvalue()[: len(buf.getvalue()) // 3],
@@ -613,7 +642,7 @@ def _write_defects(out: Path, rows: list[dict], meta: list[dict], st: dict) -> N
                      "view": "PA", "source": "synthetic", "sex": "F", "age": 50, "subtype": "",
                      "lung_mask": None, "lesion_mask": None, "marker": False,
                      "split": "train" if kaggle else "", "image_index": 0, "seed": seed,
-                     "difficulty": st["difficulty"]})
+                     "difficulty": patient_difficulty(st, p)})
         if nih:
             meta.append({**dict.fromkeys(NIH_COLUMNS, ""), "Image Index": name, "Finding Labels": "No Finding",
                          "Follow-up #": 0, "Patient ID": p, "Patient Age": 50, "Patient Gender": "F",
