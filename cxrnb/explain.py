@@ -588,11 +588,24 @@ def faithfulness(model: keras.Model | Explainer, images, class_index, maps: Mapp
                                steps=steps, reference=reference) for r in range(n_random)]
     curves["random map"] = Curves(rand[0].fractions, np.mean([c.deletion for c in rand], 0),
                                   np.mean([c.insertion for c in rand], 0))
-    table = pd.DataFrame({name: {"deletion_auc": float(c.deletion_auc.mean()),
-                                 "insertion_auc": float(c.insertion_auc.mean())}
-                          for name, c in curves.items()}).T
-    table.index.name = "method"
-    return table, curves
+    return faithfulness_table(curves), curves
+
+
+def faithfulness_table(curves: Mapping[str, Curves], groups=None, name: str = "group") -> pd.DataFrame:
+    """Mean deletion and insertion AUC per method (rows) from `faithfulness`'s curves: over all
+    films, or per value of `groups` (one per film, e.g. the predicted class; index level `name`),
+    so a split needs no second run of the curves."""
+    def table(keep) -> pd.DataFrame:
+        t = pd.DataFrame({m: {"deletion_auc": float(c.deletion_auc[keep].mean()),
+                              "insertion_auc": float(c.insertion_auc[keep].mean())}
+                          for m, c in curves.items()}).T
+        t.index.name = "method"
+        return t
+
+    if groups is None:
+        return table(slice(None))
+    g = np.asarray(groups)
+    return pd.concat({v: table(g == v) for v in sorted(pd.unique(g))}, names=[name])
 
 
 # ---------------------------------------------------------------------------------------------

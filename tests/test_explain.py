@@ -225,6 +225,11 @@ def test_faithfulness_ranks_the_true_map_above_random():
     smooth = [E.deletion_insertion(model, x, 1, E.random_maps((2, S, S), seed=r), steps=8, reference="mean")
               for r in range(2)]                               # the random row: smooth blobs
     np.testing.assert_allclose(curves["random map"].deletion, np.mean([s.deletion for s in smooth], 0))
+    pd.testing.assert_frame_equal(E.faithfulness_table(curves), table)
+    by = E.faithfulness_table(curves, groups=["one square", "two squares"], name="film")
+    assert by.index.names == ["film", "method"] and len(by) == 2 * len(table)
+    assert by.loc[("two squares", "truth"), "deletion_auc"] == pytest.approx(float(c.deletion_auc[1]))
+    assert by.loc[("one square", "inverse"), "insertion_auc"] == pytest.approx(float(curves["inverse"].insertion_auc[0]))
 
 
 # ---- sanity check ------------------------------------------------------------------------

@@ -40,6 +40,11 @@ def _code_cells(path: Path) -> list[dict]:
     return [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
 
 
+def _printed(cell: dict) -> str:
+    """What a code cell printed (its stream outputs), stripped."""
+    return "".join("".join(o.get("text", "")) for o in cell.get("outputs", []) if o.get("output_type") == "stream").strip()
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_weight_dependent_cells_are_not_compared_as_text_and_verdicts_are(path):
     """Numbers that come from trained weights differ between CPUs: their cells carry the
@@ -52,8 +57,8 @@ def test_weight_dependent_cells_are_not_compared_as_text_and_verdicts_are(path):
         if ".verdict()" in src:
             # a verdict that did not hold in every run of docs/lessons.md is printed, not compared
             assert src.count("\n") == 0, src
-            text = "".join("".join(o.get("text", "")) for o in c.get("outputs", []) if o.get("output_type") == "stream")
-            assert text.rstrip().endswith((": yes", ": no", "not scored")), (path.name, text)
+            text = _printed(c)
+            assert text.endswith((": yes", ": no", "not scored")), (path.name, text)
         elif any(k in src for k in ("train(", ".report()", "faithfulness(", "cams(", "ensure_run(")):
             assert IGNORE in tags, (path.name, src[:80])
 
@@ -104,7 +109,7 @@ def test_strict_verdicts_are_the_ones_that_held_the_same_in_every_run_of_the_les
             src, tags = "".join(c["source"]), c.get("metadata", {}).get("tags", [])
             if ".verdict()" not in src or IGNORE in tags:
                 continue
-            line = "".join("".join(o.get("text", "")) for o in c.get("outputs", []) if o.get("output_type") == "stream").strip()
+            line = _printed(c)
             claim, _, answer = line.rpartition(": ")
             if claim in held:
                 assert held[claim] == {answer == "yes"}, (path.name, line, held[claim])
