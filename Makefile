@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/augment.py
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/train.py
+	$(BIN)/python benchmarks/efficiency.py
 
 # Every lesson's effect under seeds 0-4 x oneDNN on/off (about an hour on 2 cores) -> docs/lessons.md
 lessons: $(STAMP)

@@ -43,8 +43,14 @@ def _moved(value, out: str):
     return value
 
 
-def run(seed: int, onednn: int, threads: int, first_cpu: int = 0) -> Path:
-    """Execute notebooks 03-05 once in a fresh output folder; write results/lessons/<run>.json."""
+def run(seed: int, onednn: int, threads: int, first_cpu: int = 0, notebooks: tuple[str, ...] = NOTEBOOKS) -> Path:
+    """Execute notebooks 03-05 once in a fresh output folder; write results/lessons/<run>.json.
+
+    With fewer `notebooks` (e.g. after a change that only touches 03 and 04), the lessons of the
+    others are kept from the run's existing record, so the table stays one record per run."""
+    unknown = set(notebooks) - set(NOTEBOOKS)
+    if unknown:
+        raise SystemExit(f"unknown notebook(s) {sorted(unknown)}: choose from {list(NOTEBOOKS)}")
     import papermill as pm
 
     from cxrnb.notebook import parameters
@@ -57,8 +63,14 @@ def run(seed: int, onednn: int, threads: int, first_cpu: int = 0) -> Path:
     with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
         log = Path(tmp) / "lessons.jsonl"
         os.environ["LESSONS_LOG"] = str(log)
-        seconds = {}
+        kept = json.loads(out_file.read_text()) if out_file.is_file() and tuple(notebooks) != NOTEBOOKS else None
+        if tuple(notebooks) != NOTEBOOKS and kept is None:
+            raise SystemExit(f"{out_file} does not exist: run every notebook first")
+        seconds, lessons = ({}, []) if kept is None else (kept["seconds"], [
+            les for les in kept["lessons"] if les.get("notebook") not in notebooks])
         for name in NOTEBOOKS:
+            if name not in notebooks:
+                continue
             t0 = time.perf_counter()
             params = _moved(parameters(ROOT / "notebooks" / f"{name}.ipynb"), str(Path(tmp) / "outputs"))
             pm.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", Path(tmp) / f"{name}.ipynb",
@@ -66,7 +78,10 @@ def run(seed: int, onednn: int, threads: int, first_cpu: int = 0) -> Path:
                                 cwd=ROOT / "notebooks", kernel_name="python3", progress_bar=False,
                                 execution_timeout=1800)
             seconds[name] = round(time.perf_counter() - t0, 1)
-        lessons = [json.loads(line) for line in log.read_text().splitlines()]
+            lessons += [{**json.loads(line), "notebook": name} for line in log.read_text().splitlines()]
+            log.unlink(missing_ok=True)
+        order = {nb: k for k, nb in enumerate(NOTEBOOKS)}
+        lessons.sort(key=lambda les: order.get(les.get("notebook"), -1))
     record = {"seed": seed, "onednn": onednn, "threads": threads, "seconds": seconds, "lessons": lessons,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     tmp_file = out_file.with_suffix(".tmp")
@@ -104,7 +119,8 @@ def report() -> str:
              "estimate and its 95 % interval (`cxrnb.experiments.effect`; runs logged before a rule changed",
              "are judged again with the rule in force). A lesson's verdict line is compared strictly by the",
              "notebook tests only if it came out the same in **every** run below; otherwise it is printed",
-             "and not compared.", "",
+             "and not compared. A run's record keeps each notebook's lessons from its latest execution",
+             "(`run --notebooks` executes only the notebooks a change touched).", "",
              f"Runs ({len(runs)}): " + ", ".join(f"seed {s} / oneDNN {'on' if o else 'off'} / {t} thread{'s' * (t > 1)}"
                                                for s, o, t in combos), "",
              "| lesson (verdict line) | held | effect | rule | min | median | max | met |",
@@ -114,7 +130,7 @@ def report() -> str:
         for name, e in c["effects"].items():
             v = e["values"]
             lead = f"| {claim} | {sum(c['held'])}/{len(c['held'])} " if first else "| | "
-            lines.append(lead + f"| {name} | {e['rule'].replace('|', chr(92) + '|')} | {min(v):.2f} | {statistics.median(v):.2f} | "
+            lines.append(lead + f"| {name} | {(e['rule'] or 'shown, not judged').replace('|', chr(92) + '|')} | {min(v):.2f} | {statistics.median(v):.2f} | "
                          f"{max(v):.2f} | {sum(e['met'])}/{len(e['met'])} |")
             first = False
     secs = {nb: [r["seconds"][nb] for r in runs] for nb in NOTEBOOKS}
@@ -135,13 +151,15 @@ def main(argv: list[str] | None = None) -> None:
     one.add_argument("--onednn", type=int, choices=(0, 1), default=1)
     one.add_argument("--threads", type=int, default=2)
     one.add_argument("--first-cpu", type=int, default=0, help="CPU offset, to run 1-thread runs side by side")
+    one.add_argument("--notebooks", nargs="+", default=list(NOTEBOOKS), choices=NOTEBOOKS,
+                     help="run only these; the other notebooks' lessons are kept from the run's record")
     sub.add_parser("report", help="aggregate the runs into docs/lessons.md")
     every = sub.add_parser("all", help="every combination, each in its own process, then the report")
     every.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     every.add_argument("--threads", type=int, nargs="+", default=[2])
     a = ap.parse_args(argv)
     if a.cmd == "run":
-        print(run(a.seed, a.onednn, a.threads, a.first_cpu))
+        print(run(a.seed, a.onednn, a.threads, a.first_cpu, tuple(a.notebooks)))
     elif a.cmd == "all":
         for seed in a.seeds:
             for onednn in (1, 0):

@@ -19,9 +19,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -29,6 +30,9 @@ import pandas as pd
 from .evaluate import Evaluation, compare, evaluate
 from .splits import leaky_pair
 from .train import TrainConfig, TrainResult, split_predictions, train
+
+if TYPE_CHECKING:
+    from .explain import Curves
 
 #: Environment variable naming a JSON-lines file that `Lesson.verdict` appends to (benchmarks).
 LESSONS_LOG = "LESSONS_LOG"
@@ -52,14 +56,16 @@ class Effect:
 
     def __str__(self) -> str:
         iv = "" if np.isnan(self.low) else f" [{self.low:+.2f}, {self.high:+.2f}]"
-        return f"{self.name} {self.estimate:+.2f}{iv} (needs {self.rule}: {'met' if self.holds else 'not met'})"
+        judged = f"needs {self.rule}: {'met' if self.holds else 'not met'}" if self.rule else "shown, not judged"
+        return f"{self.name} {self.estimate:+.2f}{iv} ({judged})"
 
 
 def effect(name: str, estimate: float, low: float = float("nan"), high: float = float("nan"), *,
            at_least: float | None = None, at_most: float | None = None, below: float | None = None,
            ci_above: float | None = None) -> Effect:
     """An `Effect` judged by thresholds: ``estimate >= at_least``, ``estimate <= at_most``,
-    ``|estimate| < below`` and the interval's lower end ``> ci_above`` (each only when given)."""
+    ``|estimate| < below`` and the interval's lower end ``> ci_above`` (each only when given).
+    With none given, the effect is shown beside the verdict and not judged (it always holds)."""
     rules = [f"{op} {v:g}" for op, v in ((">=", at_least), ("<=", at_most), ("|x| <", below),
                                            ("interval above", ci_above)) if v is not None]
     rule = " and ".join(rules)
@@ -257,27 +263,40 @@ def gradcam_lesson(maps: dict[str, np.ndarray], lungs, lesions, *, groups=None, 
     return Lesson(loc, {}, {}, "Grad-CAM of the finding class points at the lesion", effects)
 
 
-def faithfulness_lesson(table: pd.DataFrame) -> Lesson:
+def faithfulness_lesson(curves: Mapping[str, Curves], films=None, *, groups=None, seed: int = 0,
+                        n_boot: int = 1000) -> Lesson:
     """Deleting what Grad-CAM highlights must lower the class score faster than deleting a smooth
-    random region (lower deletion AUC), and inserting it must raise the score faster (higher
-    insertion AUC). `table` is `cxrnb.explain.faithfulness`'s."""
-    g, r = table.loc["gradcam"], table.loc["random map"]
-    effects = [effect("deletion AUC, random minus Grad-CAM", r["deletion_auc"] - g["deletion_auc"], at_least=0.0),
-               effect("insertion AUC, Grad-CAM minus random", g["insertion_auc"] - r["insertion_auc"], at_least=0.0)]
-    return Lesson(table, {}, {}, "Removing what Grad-CAM highlights changes the score faster than removing "
-                  "a random smooth region", effects)
+    random region: the deletion AUC of the random map minus Grad-CAM's, with its patient
+    interval above 0. `curves` are `cxrnb.explain.faithfulness`'s; `films` (a boolean mask)
+    the films judged: notebook 04 passes those with a finding that the model called correctly,
+    whose evidence (the lesion) deletion can remove; a normal film's evidence is an absence.
+    The insertion gap is shown beside it, not judged: inserting sharp pixels into a blurred film
+    makes a film unlike any training film, and the score can saturate for any map."""
+    from .explain import faithfulness_gaps, faithfulness_table
+
+    keep = np.ones(len(curves["gradcam"].deletion), bool) if films is None else np.asarray(films, bool)
+    sub = {m: c.select(keep) for m, c in curves.items()}
+    g = faithfulness_gaps(sub, groups=None if groups is None else np.asarray(groups)[keep], seed=seed, n_boot=n_boot)
+    d, i = g.loc["deletion"], g.loc["insertion"]
+    effects = [effect("deletion AUC, random minus Grad-CAM", d["estimate"], d["low"], d["high"],
+                      at_least=0.0, ci_above=0.0),
+               effect("insertion AUC, Grad-CAM minus random", i["estimate"], i["low"], i["high"])]
+    return Lesson(faithfulness_table(sub), {}, {}, "Removing what Grad-CAM highlights changes the score faster "
+                  "than removing a random smooth region", effects)
 
 
 def sanity_lesson(model_check: pd.DataFrame, data_check: pd.DataFrame, *, threshold: float = 0.5) -> Lesson:
     """Adebayo et al. (2018): Grad-CAM's maps must change when the weights are randomised (the
-    cascade's last step, `explain.randomisation_check`'s verdict table) and when the same
-    architecture is trained on shuffled labels (`explain.data_randomisation_check`'s). Verdict:
-    mean Spearman correlation with the trained model's maps at most `threshold` in both."""
-    effects = [effect("Spearman, trained vs all layers randomised", model_check.loc["gradcam", "spearman_all_random"],
-                      at_most=threshold),
+    lowest rank correlation over the cascade's steps where the maps are defined,
+    `explain.randomisation_check`'s verdict table: a blank map is never a change) and when the
+    same architecture is trained on shuffled labels (`explain.data_randomisation_check`'s).
+    Verdict: mean Spearman correlation with the trained model's maps at most `threshold` in both."""
+    effects = [effect("Spearman, trained vs weights randomised (lowest over the cascade)",
+                      model_check.loc["gradcam", "spearman_lowest"], at_most=threshold),
                effect("Spearman, trained vs trained on shuffled labels", data_check.loc["gradcam", "spearman"],
                       at_most=threshold)]
-    table = pd.DataFrame({"weights randomised": model_check["spearman_all_random"],
+    table = pd.DataFrame({"weights randomised (lowest)": model_check["spearman_lowest"],
+                          "all layers randomised": model_check["spearman_all_random"],
                           "labels shuffled": data_check["spearman"]})
     return Lesson(table, {}, {}, "Grad-CAM's maps depend on what the model learned", effects)
 

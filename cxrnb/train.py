@@ -18,6 +18,7 @@ with a `metrics.json` is always a finished run.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import time
 from collections.abc import Mapping, Sequence
@@ -34,6 +35,8 @@ from .splits import group_column
 #: Ways to weight the loss for class imbalance (see `TrainConfig.loss_weighting`).
 LOSS_WEIGHTINGS = ("none", "balanced", "mistakes")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
+#: What the best epoch, early stopping and learning-rate drops watch (larger is better for *accuracy/*auc).
+MONITORS = ("val_loss", "val_accuracy", "val_auc", "loss")
 NORMALIZATIONS = ("auto", "unit", "minmax", "imagenet")
 INCOMPLETE = "INCOMPLETE"
 RUN_FILES = ("model.keras", "config.json", "history.csv", "metrics.json", "predictions.csv", "split.csv")
@@ -54,7 +57,9 @@ class TrainConfig:
         (scikit-learn's ``compute_class_weight("balanced")``); "mistakes" = article 003's
         weighted loss, every misclassified image's loss times `mistake_weight`, whatever its class.
     early_stopping / reduce_lr: patience in epochs on `monitor` (None switches the callback off);
-        the weights of the best epoch are kept.
+        the weights of the best epoch are kept. "val_auc" (ROC AUC on val, one-vs-rest pooled)
+        ranks epochs by what they tell apart: unlike the (weighted) val loss it does not prefer an
+        undecided early epoch to a confident one with a few mistakes on a handful of rare films.
     seed: seeds Python, NumPy, TensorFlow, the shuffle order and the augmentation draws.
     """
 
@@ -102,7 +107,7 @@ class TrainConfig:
         if self.channels not in (1, 3):
             raise ValueError(f"TrainConfig.channels must be 1 or 3, got {self.channels!r}")
         choices = {"normalization": NORMALIZATIONS, "optimizer": OPTIMIZERS, "loss_weighting": LOSS_WEIGHTINGS,
-                   "monitor": ("val_loss", "val_accuracy", "loss")}
+                   "monitor": MONITORS}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"TrainConfig.{name}: unknown value {getattr(self, name)!r}; choose one of {list(allowed)}")
@@ -350,15 +355,49 @@ def build(config: TrainConfig, classes: Sequence[str]):
            "rmsprop": keras.optimizers.RMSprop}[config.optimizer](learning_rate=config.learning_rate)
     loss = (mistake_weighted_loss(config.mistake_weight) if config.loss_weighting == "mistakes"
             else keras.losses.SparseCategoricalCrossentropy())
-    model.compile(optimizer=opt, loss=loss, metrics=["accuracy"])
+    auc = [_sparse_auc_class()(len(classes))] if config.monitor == "val_auc" else []
+    model.compile(optimizer=opt, loss=loss, metrics=["accuracy", *auc])
     return model
+
+
+def _higher_is_better(monitor: str) -> bool:
+    return monitor.endswith(("accuracy", "auc"))
+
+
+@functools.cache
+def _sparse_auc_class():
+    """The metric class, defined (and registered for `keras.models.load_model`) on first use, so
+    that importing this module does not import Keras."""
+    import keras
+
+    @keras.saving.register_keras_serializable(package="cxrnb")
+    class SparseAUC(keras.metrics.AUC):
+        """ROC AUC from integer labels and class probabilities: one-vs-rest, pooled over the
+        classes (for two classes, the AUC of the positive class)."""
+
+        def __init__(self, n_classes: int = 2, name: str = "auc", **kwargs):
+            super().__init__(name=name, **kwargs)
+            self.n_classes = n_classes
+
+        def update_state(self, y_true, y_pred, sample_weight=None):
+            y = keras.ops.one_hot(keras.ops.cast(keras.ops.reshape(y_true, (-1,)), "int32"), self.n_classes)
+            if self.n_classes == 2:
+                y, y_pred = y[:, 1:], y_pred[:, 1:]
+            elif sample_weight is not None:
+                sample_weight = keras.ops.repeat(keras.ops.reshape(sample_weight, (-1, 1)), self.n_classes, axis=1)
+            return super().update_state(y, y_pred, sample_weight)
+
+        def get_config(self):
+            return {**super().get_config(), "n_classes": self.n_classes}
+
+    return SparseAUC
 
 
 def _callbacks(config: TrainConfig, run_dir: Path, progress: bool, has_val: bool) -> list:
     import keras
 
     monitor = config.monitor if has_val else "loss"
-    mode = "max" if monitor.endswith("accuracy") else "min"
+    mode = "max" if _higher_is_better(monitor) else "min"
     cbs: list = [
         keras.callbacks.ModelCheckpoint(str(run_dir / "best.weights.h5"), monitor=monitor, mode=mode,
                                         save_best_only=True, save_weights_only=True),
@@ -505,7 +544,7 @@ def _metrics(predictions, classes, history, config, evaluate_test, n_boot):
     from .evaluate import choose_threshold, evaluate
 
     metric = config.monitor if config.monitor in history else "loss"
-    best = (history[metric].idxmax() if metric.endswith("accuracy") else history[metric].idxmin())
+    best = history[metric].idxmax() if _higher_is_better(metric) else history[metric].idxmin()
     train_majority = predictions.loc[predictions["split"] == "train", "y"].value_counts().idxmax()
     out: dict[str, Any] = {"classes": list(classes), "epochs_run": int(len(history)),
                            "best_epoch": int(history.loc[best, "epoch"]) + 1,

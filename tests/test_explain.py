@@ -282,6 +282,26 @@ def test_sanity_check_passes_gradcam_and_fails_a_map_that_ignores_the_weights():
     assert sim[sim["method"] == "blank"]["spearman"].isna().all()
     assert pd.isna(verdict.loc["blank", "passes"])
     assert verdict.loc["blank", "verdict"] == f"UNDEFINED: constant maps ({len(x)} of {len(x)} films)"
+    # the verdict reads the whole cascade: the lowest defined step, not only the last one
+    for method in ("gradcam", "intensity"):
+        g = sim[(sim["method"] == method) & (sim["n_undefined"] <= len(x) / 2)]
+        assert verdict.loc[method, "spearman_lowest"] == pytest.approx(g["spearman"].min())
+
+
+def test_a_map_that_changes_then_goes_blank_passes_and_one_blank_from_the_start_is_undefined():
+    model, x = trained_model()
+    calls = {"n": 0}
+
+    def late_blank(ex, im, c):  # the trained maps, then their mirror image, then nothing
+        calls["n"] += 1
+        maps = E.cam(ex, im, c, "gradcam")
+        return maps if calls["n"] == 1 else maps[:, ::-1, ::-1] if calls["n"] == 2 else np.zeros(im.shape[:3])
+
+    sim, verdict = E.randomisation_check(model, x, 1, {"late blank": late_blank})
+    assert sim["spearman"].isna().iloc[-1] and verdict.loc["late blank", "first_step_below"] == 1
+    assert verdict.loc["late blank", "passes"] and verdict.loc["late blank", "verdict"].startswith("PASS")
+    _, blank = E.randomisation_check(model, x, 1, {"blank": blank_when_randomised(model)})
+    assert pd.isna(blank.loc["blank", "spearman_lowest"]) and pd.isna(blank.loc["blank", "passes"])
 
 
 def test_rank_correlation_is_spearman_and_undefined_for_a_constant_map():

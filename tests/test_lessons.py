@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,6 +18,27 @@ def test_effect_needs_every_rule():
     assert effect("other", 0.15, at_most=0.2).holds and not effect("other", 0.25, at_most=0.2).holds
     assert effect("control", -0.04, below=0.05).holds and not effect("control", -0.06, below=0.05).holds
     assert "interval above 0" in effect("gap", 0.3, 0.1, 0.5, ci_above=0.0).rule
+    shown = effect("beside", -0.3, -0.5, -0.1)                  # no rule: shown, not judged
+    assert shown.rule == "" and shown.holds and str(shown).endswith("(shown, not judged)")
+
+
+def test_faithfulness_lesson_judges_the_chosen_films_by_the_deletion_gap_and_its_interval():
+    from cxrnb.experiments import faithfulness_lesson
+    from cxrnb.explain import Curves
+
+    fr = np.linspace(0, 1, 5)
+    good, flat = np.tile(1 - fr, (6, 1)), np.tile(1 - fr ** 4, (6, 1))  # Grad-CAM's score falls first
+    curves = {"gradcam": Curves(fr, good.copy(), np.tile(fr, (6, 1))),
+              "random map": Curves(fr, flat.copy(), np.tile(fr ** 0.5, (6, 1)))}
+    curves["gradcam"].deletion[3:] = 1.0                           # films 3-5: deleting does nothing
+    films = np.array([True, True, True, False, False, False])
+    les = faithfulness_lesson(curves, films, groups=["a", "a", "b", "c", "c", "d"], n_boot=200)
+    gap = float(np.trapezoid(flat[0] - good[0], fr))
+    (dele, ins) = les.effects
+    assert dele.estimate == pytest.approx(gap) and dele.low > 0 and les.holds
+    assert ins.estimate < 0 and ins.rule == ""                    # insertion: shown, not judged
+    assert les.table.loc["gradcam", "deletion_auc"] == pytest.approx(float(np.trapezoid(good[0], fr)))
+    assert not faithfulness_lesson(curves, ~films, n_boot=200).holds  # Grad-CAM no better there
 
 
 def test_verdict_is_yes_only_when_every_effect_holds_and_is_logged(tmp_path, monkeypatch):
@@ -84,6 +106,43 @@ def test_lessons_report_gives_every_effect_its_range_and_counts_the_runs_it_held
     assert "seed 2 / oneDNN off / 1 thread" in text or "seed 1 / oneDNN on / 1 thread" in text
     assert json.loads((tmp_path / "lessons.json").read_text())["runs"][0]["seed"] == 0
     assert (tmp_path / "lessons.md").read_text() == text
+
+
+def test_a_run_of_some_notebooks_replaces_their_lessons_and_keeps_the_others(tmp_path, monkeypatch):
+    import importlib.util
+    import os
+
+    import papermill
+
+    spec = importlib.util.spec_from_file_location("lessons_bench", Path(__file__).resolve().parents[1] / "benchmarks" / "lessons.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    monkeypatch.setattr(os, "sched_setaffinity", lambda pid, cpus: None)  # keep this process's CPUs
+    for var in ("TF_ENABLE_ONEDNN_OPTS", "LESSONS_LOG", "TF_CPP_MIN_LOG_LEVEL"):
+        monkeypatch.setenv(var, os.environ.get(var, ""))             # restored after the test
+    executed = []
+
+    def fake_execute(path, out, parameters, **kw):  # a notebook that logs one lesson per run
+        executed.append(Path(path).stem)
+        with open(os.environ[LESSONS_LOG], "a") as f:
+            f.write(json.dumps({"claim": f"claim of {Path(path).stem}", "holds": parameters["SEED"] == 1,
+                                "effects": []}) + "\n")
+
+    monkeypatch.setattr(papermill, "execute_notebook", fake_execute)
+    with pytest.raises(SystemExit, match="does not exist: run every notebook first"):
+        bench.run(0, 1, 1, notebooks=("03_training",))
+    first = json.loads(bench.run(0, 1, 1).read_text())
+    assert executed == list(bench.NOTEBOOKS) and [les["notebook"] for les in first["lessons"]] == executed
+    second = json.loads(bench.run(1, 1, 1).read_text())  # another run: its own record
+    assert [les["holds"] for les in second["lessons"]] == [True] * 3
+    executed.clear()
+    (tmp_path / "seed0-onednn1-threads1.json").write_text(json.dumps(
+        {**first, "lessons": [{**les, "holds": "old"} for les in first["lessons"]]}))
+    again = json.loads(bench.run(0, 1, 1, notebooks=("04_gradcam_interpretation",)).read_text())
+    assert executed == ["04_gradcam_interpretation"]
+    assert [(les["notebook"], les["holds"]) for les in again["lessons"]] == [
+        ("03_training", "old"), ("04_gradcam_interpretation", False), ("05_shortcut_learning", "old")]
 
 
 def test_a_logged_effect_is_judged_again_by_its_rule_text():

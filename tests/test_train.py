@@ -252,6 +252,21 @@ def test_class_weighted_runs_report_the_weighted_validation_loss(easy_split, tmp
     assert abs(expected - float(np.mean(-np.log(np.clip(p, 1e-7, 1))))) > 1e-3  # weighting matters here
 
 
+def test_val_auc_monitor_keeps_the_epoch_with_the_best_validation_auc(easy_split, tmp_path):
+    """monitor="val_auc": the kept epoch is the one whose val ROC AUC (Keras' 200-threshold
+    estimate) is highest, and that number is scikit-learn's AUC of the kept model on val."""
+    from sklearn.metrics import roc_auc_score
+
+    cfg = TrainConfig(**{**TINY, "epochs": 3, "monitor": "val_auc", "early_stopping": None, "reduce_lr": None})
+    result = train(cfg, easy_split, tmp_path / "run", n_boot=20)
+    h = result.history
+    best = int(h["val_auc"].idxmax())
+    assert result.metrics["best_epoch"] == best + 1
+    val = result.predictions[result.predictions["split"] == "val"]
+    auc = roc_auc_score(val["y"], val[f"p_{result.classes[1]}"])
+    assert h["val_auc"].iloc[best] == pytest.approx(auc, abs=0.02)
+
+
 def test_compact_pooled_blocks_sets_the_cam_grid():
     from cxrnb.explain import find_spatial_layer
     from cxrnb.models import build_model
