@@ -63,14 +63,16 @@ def run(seed: int, onednn: int, threads: int, first_cpu: int = 0, notebooks: tup
     with tempfile.TemporaryDirectory(prefix="lessons-") as tmp:
         log = Path(tmp) / "lessons.jsonl"
         os.environ["LESSONS_LOG"] = str(log)
-        kept = json.loads(out_file.read_text()) if out_file.is_file() and tuple(notebooks) != NOTEBOOKS else None
-        if tuple(notebooks) != NOTEBOOKS and kept is None:
-            raise SystemExit(f"{out_file} does not exist: run every notebook first")
-        seconds, lessons = ({}, []) if kept is None else (kept["seconds"], [
-            les for les in kept["lessons"] if les.get("notebook") not in notebooks])
-        for name in NOTEBOOKS:
-            if name not in notebooks:
-                continue
+        seconds, lessons = {}, []
+        if set(notebooks) != set(NOTEBOOKS):
+            if not out_file.is_file():
+                raise SystemExit(f"{out_file} does not exist: run every notebook first")
+            kept = json.loads(out_file.read_text())
+            if any("notebook" not in les for les in kept["lessons"]):
+                raise SystemExit(f"{out_file} does not say which notebook each lesson came from: run every notebook")
+            seconds = kept["seconds"]
+            lessons = [les for les in kept["lessons"] if les.get("notebook") not in notebooks]
+        for name in (nb for nb in NOTEBOOKS if nb in notebooks):
             t0 = time.perf_counter()
             params = _moved(parameters(ROOT / "notebooks" / f"{name}.ipynb"), str(Path(tmp) / "outputs"))
             pm.execute_notebook(ROOT / "notebooks" / f"{name}.ipynb", Path(tmp) / f"{name}.ipynb",
@@ -80,8 +82,7 @@ def run(seed: int, onednn: int, threads: int, first_cpu: int = 0, notebooks: tup
             seconds[name] = round(time.perf_counter() - t0, 1)
             lessons += [{**json.loads(line), "notebook": name} for line in log.read_text().splitlines()]
             log.unlink(missing_ok=True)
-        order = {nb: k for k, nb in enumerate(NOTEBOOKS)}
-        lessons.sort(key=lambda les: order.get(les.get("notebook"), -1))
+        lessons.sort(key=lambda les: NOTEBOOKS.index(les["notebook"]))
     record = {"seed": seed, "onednn": onednn, "threads": threads, "seconds": seconds, "lessons": lessons,
               "finished": time.strftime("%Y-%m-%dT%H:%M:%S")}
     tmp_file = out_file.with_suffix(".tmp")

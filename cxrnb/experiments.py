@@ -274,7 +274,7 @@ def faithfulness_lesson(curves: Mapping[str, Curves], films=None, *, groups=None
     makes a film unlike any training film, and the score can saturate for any map."""
     from .explain import faithfulness_gaps, faithfulness_table
 
-    keep = np.ones(len(curves["gradcam"].deletion), bool) if films is None else np.asarray(films, bool)
+    keep = slice(None) if films is None else np.asarray(films, bool)
     sub = {m: c.select(keep) for m, c in curves.items()}
     g = faithfulness_gaps(sub, groups=None if groups is None else np.asarray(groups)[keep], seed=seed, n_boot=n_boot)
     d, i = g.loc["deletion"], g.loc["insertion"]

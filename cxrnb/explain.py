@@ -613,17 +613,16 @@ def faithfulness_table(curves: Mapping[str, Curves], groups=None, name: str = "g
 
 
 def faithfulness_gaps(curves: Mapping[str, Curves], method: str = "gradcam", *, groups=None,
-                      n_boot: int = 1000, seed: int = 0) -> pd.DataFrame:
-    """How much better `method` did than the ``random map`` on the same films, with a 95 % interval
-    that resamples `groups` (patients; None: films): rows ``deletion`` (random minus method: > 0
-    when removing the map's top pixels lowers the score faster) and ``insertion`` (method minus
-    random: > 0 when putting them back first raises it faster); columns estimate, low, high."""
+                      n_boot: int = 1000, seed: int = 0, ci: float = 0.95) -> pd.DataFrame:
+    """How much better `method` did than the ``random map`` on the same films, with the `ci`
+    bootstrap percentile interval that resamples `groups` (patients; None: films): rows
+    ``deletion`` (random minus method: > 0 when removing the map's top pixels lowers the score
+    faster) and ``insertion`` (method minus random: > 0 when putting them back first raises it
+    faster); columns estimate, low, high, n_films."""
     m, r = curves[method], curves["random map"]
     gaps = {"deletion": r.deletion_auc - m.deletion_auc, "insertion": m.insertion_auc - r.insertion_auc}
     boot = _film_boot(gaps, groups, n_boot, seed)
-    rows = {k: {"estimate": float(np.mean(v)) if len(v) else np.nan,
-                "low": float(np.nanpercentile(boot[k], 2.5)) if np.isfinite(boot[k]).any() else np.nan,
-                "high": float(np.nanpercentile(boot[k], 97.5)) if np.isfinite(boot[k]).any() else np.nan}
+    rows = {k: {"estimate": float(np.mean(v)) if len(v) else np.nan, **dict(zip(("low", "high"), _percentiles(boot[k], ci)))}
             for k, v in gaps.items()}
     return pd.DataFrame.from_dict(rows, orient="index").assign(n_films=len(m.deletion))
 

@@ -143,6 +143,10 @@ def test_a_run_of_some_notebooks_replaces_their_lessons_and_keeps_the_others(tmp
     assert executed == ["04_gradcam_interpretation"]
     assert [(les["notebook"], les["holds"]) for les in again["lessons"]] == [
         ("03_training", "old"), ("04_gradcam_interpretation", False), ("05_shortcut_learning", "old")]
+    untagged = {**first, "lessons": [{k: v for k, v in les.items() if k != "notebook"} for les in first["lessons"]]}
+    (tmp_path / "seed0-onednn1-threads1.json").write_text(json.dumps(untagged))
+    with pytest.raises(SystemExit, match="does not say which notebook each lesson came from"):
+        bench.run(0, 1, 1, notebooks=("03_training",))
 
 
 def test_a_logged_effect_is_judged_again_by_its_rule_text():
