@@ -364,7 +364,8 @@ def learning_curves(history: pd.DataFrame) -> Figure:
     """Loss and accuracy per epoch, train vs val, from a Keras CSVLogger ``history.csv``.
 
     Epochs are shown 1-based (as Keras prints them; CSVLogger stores them from 0). A dotted line
-    marks the epoch with the lowest validation loss, the one a best-checkpoint callback keeps.
+    marks the epoch with the lowest validation loss, the one a best-checkpoint callback keeps
+    (with deferred re-weighting, among the weighted epochs; the plain ones are shaded).
     """
     if "loss" not in history.columns:
         raise ValueError(f"history has no 'loss' column (columns: {list(history.columns)}); "
@@ -374,8 +375,13 @@ def learning_curves(history: pd.DataFrame) -> Figure:
     keys = ["loss"] + ([acc] if acc else [])
     fig = Figure(figsize=(4.2 * len(keys), 3.2), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(keys)))
-    best = int(epoch[int(np.argmin(history["val_loss"].to_numpy()))]) if "val_loss" in history else None
+    from .train import best_epoch
+
+    best = best_epoch(history) if "val_loss" in history else None
+    plain = int((~history["weighted"].astype(bool)).sum()) if "weighted" in history and history["weighted"].any() else 0
     for ax, key in zip(axes, keys):
+        if plain:
+            ax.axvspan(0.5, plain + 0.5, color="0.92", label="no class weights yet")
         ax.plot(epoch, history[key], marker="o", ms=3, label="train")
         if f"val_{key}" in history:
             ax.plot(epoch, history[f"val_{key}"], marker="o", ms=3, label="val")

@@ -16,7 +16,7 @@ import pytest
 from cxrnb import cli
 from cxrnb.splits import split_by_patient
 from cxrnb.synthetic import generate
-from cxrnb.train import (INCOMPLETE, PRESETS, TrainConfig, check_split, class_weights, evaluate_run,
+from cxrnb.train import (INCOMPLETE, PRESETS, TrainConfig, best_epoch, check_split, class_weights, evaluate_run,
                          load_run, mistake_weighted_loss, train)
 from cxrnb.validate import load_index
 
@@ -62,6 +62,8 @@ def test_article_presets_carry_their_articles_recipes():
     ({"augment": "strong"}, "unknown augmentation preset 'strong'"),
     ({"channels": 2}, "channels must be 1 or 3"),
     ({"reduce_lr_factor": 1.5}, "reduce_lr_factor must be below 1"),
+    ({"defer_weights": -1}, "defer_weights must be an integer >= 0"),
+    ({"seed": 1.5}, "seed must be an integer >= 0"),
 ])
 def test_bad_config_values_are_named(changes, match):
     with pytest.raises(ValueError, match=match):
@@ -250,6 +252,64 @@ def test_class_weighted_runs_report_the_weighted_validation_loss(easy_split, tmp
     expected = float(np.sum(weights * -np.log(np.clip(p, 1e-7, 1))) / len(val))
     assert result.history["val_loss"].iloc[-1] == pytest.approx(expected, rel=2e-3)
     assert abs(expected - float(np.mean(-np.log(np.clip(p, 1e-7, 1))))) > 1e-3  # weighting matters here
+
+
+def test_deferred_weights_train_plain_first_and_keep_a_weighted_epoch(easy_split, tmp_path):
+    """defer_weights=2: the first two epochs are exactly an unweighted run's (same seed, same
+    history), the later ones are weighted, and the kept epoch is a weighted one even when a plain
+    epoch had the lower validation loss (the two losses are not the same quantity)."""
+    base = {**TINY, "epochs": 3}
+    plain = train(TrainConfig(**{**base, "loss_weighting": "none"}), easy_split, tmp_path / "plain", n_boot=20)
+    drw = train(TrainConfig(**{**base, "loss_weighting": "balanced", "defer_weights": 2}), easy_split,
+                tmp_path / "drw", n_boot=20)
+    h = drw.history
+    assert h["weighted"].tolist() == [False, False, True]
+    np.testing.assert_allclose(h[["loss", "val_loss"]].to_numpy()[:2],
+                               plain.history[["loss", "val_loss"]].to_numpy()[:2], rtol=1e-5)
+    assert drw.metrics["best_epoch"] == 3
+    assert pd.read_csv(drw.run_dir / "history.csv")["weighted"].tolist() == [False, False, True]
+
+
+def test_reset_optimizer_zeroes_steps_and_moments_but_keeps_the_learning_rate():
+    from cxrnb.train import _reset_optimizer
+
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    model.fit(np.ones((8, 3)), np.ones((8, 2)), epochs=2, verbose=0)
+    opt = model.optimizer
+    assert int(opt.iterations) == 2 and any(np.abs(v.numpy()).sum() > 0 for v in opt.variables if "momentum" in v.path)
+    _reset_optimizer(opt)
+    assert int(opt.iterations) == 0
+    assert float(opt.learning_rate) == pytest.approx(0.01)
+    assert all(not np.any(v.numpy()) for v in opt.variables if not v.path.endswith("learning_rate"))
+
+
+def test_best_epoch_skips_the_plain_epochs_of_deferred_weighting():
+    h = pd.DataFrame({"epoch": [0, 1, 2, 3], "loss": [1.0, 0.8, 0.7, 0.6], "val_loss": [0.2, 0.5, 0.4, 0.45],
+                      "weighted": [False, True, True, True]})
+    assert best_epoch(h) == 3
+    assert best_epoch(h.drop(columns="weighted")) == 1
+    assert best_epoch(h.assign(weighted=False)) == 1  # an unweighted run: every epoch counts
+    assert best_epoch(h.drop(columns="val_loss")) == 4  # no validation: the training loss
+
+
+def test_a_run_shorter_than_the_deferral_trains_without_weights_and_says_so(tmp_path):
+    """The issue's trap: a 95 % / 5 % collection and EPOCHS = 2. Class weights applied before the
+    model has learned anything called every film the rare class; deferred, the run stays plain
+    (with a warning) and calls most test films the common class, as the majority baseline does."""
+    root = tmp_path / "skewed"
+    generate(root, n_patients=80, size=64, class_fractions={"covid": 0.95, "normal": 0.05}, difficulty=0.3,
+             images_per_patient=(1, 1), seed=1, progress=False)
+    index, _ = load_index("synthetic", root, progress=False)
+    split = split_by_patient(index, val=0.2, test=0.25, seed=0)
+    cfg = TrainConfig.preset("default", image_size=48, epochs=2)
+    assert cfg.defer_weights >= 2
+    with pytest.warns(UserWarning, match="trains without class weights"):
+        result = train(cfg, split, tmp_path / "run", n_boot=20)
+    assert not result.history["weighted"].any()
+    test = result.predictions[result.predictions["split"] == "test"]
+    called_rare = test["p_normal"] > test["p_covid"]
+    assert called_rare.mean() < 0.5
 
 
 def test_val_auc_monitor_keeps_the_epoch_with_the_best_validation_auc(easy_split, tmp_path):
