@@ -82,6 +82,13 @@ def _stored_settings(index: pd.DataFrame) -> list[dict] | None:
     return out
 
 
+def marker_cells(index: pd.DataFrame, size: int, grid: int) -> float:
+    """Mean side of the marker's box on these films at `size` px, in cells of a `grid` x `grid` CAM:
+    about 1 means the map cannot tell "on the marker" from "next to it"."""
+    area = (marker_masks(index, size) > 0).sum(axis=(1, 2)).mean()
+    return float(np.sqrt(area) / (size / grid))
+
+
 def marker_masks(index: pd.DataFrame, size: int) -> np.ndarray:
     """uint8 (N, size, size) marker-box masks of a synthetic manifest's rows (drawn or not).
 

@@ -69,6 +69,16 @@ def test_marker_energy_of_a_map_on_the_marker():
     assert E.energy_share(boxes.astype(np.float32), boxes).tolist() == [1.0, 1.0]
 
 
+def test_marker_cells_is_the_box_side_in_cam_cells():
+    idx = manifest(4)
+    from cxrnb.synthetic.render import marker_box
+
+    sides = [np.sqrt(h * w) for h, w in (marker_box(3, p, 0, 64)[2:] for p in range(4))]
+    expected = np.sqrt(np.mean(np.square(sides))) / (64 / 8)
+    assert SC.marker_cells(idx, 64, 8) == pytest.approx(expected)
+    assert SC.marker_cells(idx, 64, 16) == pytest.approx(2 * expected)  # a grid twice as fine
+
+
 def test_blank_lungs_with_masks_or_the_documented_box():
     imgs = np.random.default_rng(0).integers(0, 256, (2, 40, 40), dtype=np.uint8)
     lungs = np.zeros((2, 40, 40), np.uint8)
