@@ -47,6 +47,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/evaluate.py
 	$(BIN)/python benchmarks/train.py
 	$(BIN)/python benchmarks/efficiency.py
+	$(BIN)/python benchmarks/growth.py
 
 # Every lesson's effect under seeds 0-4 x oneDNN on/off (about an hour on 2 cores) -> docs/lessons.md
 lessons: $(STAMP)

@@ -477,10 +477,16 @@ def train(
     write_index(split, run_dir / "split.csv")  # `root` relative to the run folder: it can move
 
     parts = {s: split[split["split"] == s] for s in SPLITS if (split["split"] == s).any()}
-    common = dict(image_size=config.image_size, batch_size=config.batch_size, channels=config.channels,
-                  seed=config.seed, cache=cache, progress=progress)
-    train_ds = make_dataset(parts["train"], classes, training=True, augment=config.augment, **common)
-    val_ds = make_dataset(parts["val"], classes, **common)
+    replicas = strategy.num_replicas_in_sync if strategy is not None else 1
+    if replicas > 1 and len(parts["train"]) < config.batch_size:
+        raise ValueError(f"train split has {len(parts['train'])} films, fewer than batch_size {config.batch_size}: "
+                         f"on {replicas} replicas training drops the last partial batch, so no batch would be left")
+    common = dict(image_size=config.image_size, channels=config.channels, seed=config.seed, cache=cache,
+                  progress=progress)
+    train_ds = make_dataset(parts["train"], classes, training=True, augment=config.augment,
+                            batch_size=config.batch_size, drop_remainder=replicas > 1, **common)
+    val_part, val_batch = replica_split(parts["val"], config.batch_size, replicas)
+    val_ds = make_dataset(val_part, classes, batch_size=val_batch, **common)
     weights = class_weights(parts["train"]["label"], classes) if config.loss_weighting == "balanced" else None
     plain = min(config.defer_weights, config.epochs) if weights is not None else 0
     if weights is not None and plain == config.epochs:
@@ -530,6 +536,25 @@ def _reset_optimizer(optimizer) -> None:
     for v in optimizer.variables:
         if not v.path.endswith("learning_rate"):
             v.assign(np.zeros(v.shape, v.dtype))
+
+
+def replica_split(part: pd.DataFrame, batch_size: int, replicas: int = 1) -> tuple[pd.DataFrame, int]:
+    """(films, batch size) to validate on `replicas` devices: every batch splits evenly between them.
+
+    Under a `tf.distribute` strategy each batch is split between the replicas; in Keras 3.15 with
+    TensorFlow 2.21 an uneven split fails ("Inputs to operation AddN must have the same size") and
+    an empty one fails in oneDNN's batch norm. So the films kept and the batch size are multiples
+    of `replicas` (then so is the last batch), and the last `len(part) % replicas` films (fewer than `replicas`) are
+    left out of validation, with a warning (training drops its last partial batch instead: each
+    epoch reshuffles, so no film is left out for good). One device: `part` and `batch_size` as given.
+    """
+    if replicas <= 1:
+        return part, batch_size
+    keep = len(part) - len(part) % replicas
+    if keep < len(part):
+        warnings.warn(f"validation on {replicas} replicas uses {keep} of {len(part)} val films (the last "
+                      f"{len(part) - keep} do not split evenly between the replicas)", stacklevel=3)
+    return part.iloc[:keep], max(replicas, batch_size - batch_size % replicas)  # last batch: a multiple too
 
 
 def _weighted(ds, weights: Mapping[int, float]):

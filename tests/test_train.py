@@ -17,7 +17,7 @@ from cxrnb import cli
 from cxrnb.splits import split_by_patient
 from cxrnb.synthetic import generate
 from cxrnb.train import (INCOMPLETE, PRESETS, TrainConfig, best_epoch, check_split, class_weights, evaluate_run,
-                         load_run, mistake_weighted_loss, train)
+                         load_run, mistake_weighted_loss, replica_split, train)
 from cxrnb.validate import load_index
 
 TINY = dict(image_size=48, batch_size=8, epochs=2, augment="none", early_stopping=None, reduce_lr=None)
@@ -282,6 +282,20 @@ def test_reset_optimizer_zeroes_steps_and_moments_but_keeps_the_learning_rate():
     assert int(opt.iterations) == 0
     assert float(opt.learning_rate) == pytest.approx(0.01)
     assert all(not np.any(v.numpy()) for v in opt.variables if not v.path.endswith("learning_rate"))
+
+
+@pytest.mark.parametrize("n, batch, replicas", [(57, 8, 2), (9, 8, 2), (33, 32, 4), (5, 64, 2), (3, 8, 4), (64, 8, 2)])
+def test_replica_split_gives_every_replica_the_same_number_of_films(n, batch, replicas):
+    part = pd.DataFrame({"path": [f"f{i}" for i in range(n)]})
+    if n % replicas:
+        with pytest.warns(UserWarning, match=f"uses {n - n % replicas} of {n} val films"):
+            kept, b = replica_split(part, batch, replicas)
+    else:
+        kept, b = replica_split(part, batch, replicas)
+    assert len(kept) == n - n % replicas and kept["path"].tolist() == part["path"].tolist()[:len(kept)]
+    assert b % replicas == 0 and b <= max(batch, replicas)
+    assert all(size % replicas == 0 and size > 0 for size in [b] * (len(kept) // b) + [len(kept) % b] if size)
+    assert replica_split(part, batch, 1) == (part, batch)
 
 
 def test_best_epoch_skips_the_plain_epochs_of_deferred_weighting():
