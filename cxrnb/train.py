@@ -493,19 +493,17 @@ def train(
         warnings.warn(f"{config.name}: class weights start after {config.defer_weights} epochs of plain training "
                       f"(defer_weights) but the run has {config.epochs}: it trains without class weights",
                       stacklevel=2)
-        weights = None
+        weights, plain = None, 0  # an ordinary unweighted run: best epoch kept, callbacks on
 
     t0 = time.perf_counter()
     if plain:  # deferred re-weighting: plain epochs first, logged but never kept as the best epoch
         model.fit(train_ds, validation_data=val_ds, epochs=plain, verbose=0, shuffle=False,
                   callbacks=_callbacks(config, run_dir, progress, has_val=True, select=False))
+        _reset_optimizer(model.optimizer)  # the weighted epochs start as a new training would
     if weights is not None:  # validate the objective we train: the best epoch is not the one that
         val_ds = _weighted(val_ds, weights)  # fits the common class best, which undoes the weights
-    if plain and weights is not None:
-        _reset_optimizer(model.optimizer)
-    if plain < config.epochs:
-        model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=plain, class_weight=weights,
-                  verbose=0, shuffle=False, callbacks=_callbacks(config, run_dir, progress, has_val=True, append=plain > 0))
+    model.fit(train_ds, validation_data=val_ds, epochs=config.epochs, initial_epoch=plain, class_weight=weights,
+              verbose=0, shuffle=False, callbacks=_callbacks(config, run_dir, progress, has_val=True, append=plain > 0))
     seconds = time.perf_counter() - t0
     if (run_dir / "best.weights.h5").is_file():
         model.load_weights(str(run_dir / "best.weights.h5"))

@@ -321,6 +321,10 @@ def test_a_run_shorter_than_the_deferral_trains_without_weights_and_says_so(tmp_
     with pytest.warns(UserWarning, match="trains without class weights"):
         result = train(cfg, split, tmp_path / "run", n_boot=20)
     assert not result.history["weighted"].any()
+    val = result.predictions[result.predictions["split"] == "val"]  # the kept weights are the best epoch's
+    p = val[[f"p_{c}" for c in result.classes]].to_numpy()[np.arange(len(val)), val["y"].to_numpy()]
+    kept = result.history["val_loss"].iloc[result.metrics["best_epoch"] - 1]
+    assert float(np.mean(-np.log(np.clip(p, 1e-7, 1)))) == pytest.approx(kept, rel=2e-3)
     test = result.predictions[result.predictions["split"] == "test"]
     called_rare = test["p_normal"] > test["p_covid"]
     assert called_rare.mean() < 0.5
