@@ -51,7 +51,9 @@ import numpy as np
 import pandas as pd
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # run from a checkout without installing
+
+from files import link_or_copy  # noqa: E402  (benchmarks/files.py)
 
 from cxrnb.index import atomic_write, check_output  # noqa: E402
 
@@ -165,11 +167,7 @@ def count_folder(data: Path, n: int) -> Path:
     rows = []
     for j in range(n):
         rel = nih_rel(j)
-        (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(data / "films" / rel, out / rel)
-        except OSError:
-            shutil.copy2(data / "films" / rel, out / rel)
+        link_or_copy(data / "films" / rel, out / rel)
         rows.append({"Image Index": rel.rsplit("/", 1)[1], "Patient ID": j // 4 + 1, "Follow-up #": j % 4,
                      "Finding Labels": "Effusion" if pool_label(j % info["pool"]) == "effusion" else "No Finding",
                      "Patient Age": f"{20 + j % 70:03d}Y", "Patient Gender": "MF"[j % 2],

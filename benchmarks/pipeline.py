@@ -60,7 +60,9 @@ import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # run from a checkout without installing
+sys.path[:0] = [str(HERE.parent), str(HERE)]  # run from a checkout without installing
+
+from files import link_or_copy  # noqa: E402  (benchmarks/files.py)
 
 from cxrnb import pipeline  # noqa: E402
 from cxrnb.images import read_base, read_gray  # noqa: E402
@@ -150,12 +152,7 @@ def real_class_tree(chest_xray: Path, out: Path) -> Path:
         return out
     shutil.rmtree(out, ignore_errors=True)
     for f in files:
-        dst = out / f.parent.name / f"{f.parent.parent.name}-{f.name}"
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(f, dst)
-        except OSError:
-            shutil.copy2(f, dst)
+        link_or_copy(f, out / f.parent.name / f"{f.parent.parent.name}-{f.name}")
     return out
 
 
@@ -189,11 +186,7 @@ def bench_folder(train: Path, n: int) -> Path:
     if len(picked) < n:
         raise SystemExit(f"only {len(picked)} balanced images under {train}; lower --n or use a new --data")
     for f in picked:
-        (out / f.parent.name).mkdir(parents=True, exist_ok=True)
-        try:
-            os.link(f, out / f.parent.name / f.name)
-        except OSError:
-            shutil.copy2(f, out / f.parent.name / f.name)
+        link_or_copy(f, out / f.parent.name / f.name)
     return out
 
 
