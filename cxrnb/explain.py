@@ -273,11 +273,17 @@ class Explainer:
 
 
 def _expand(raw: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """Upsample (B, h, w) maps to the input size (linear, corners aligned) and scale each to [0, 1],
-    exactly as tf-keras-vis does, so that both paths give the same maps."""
+    """Upsample (B, h, w) maps to the input size (bilinear, half-pixel centres) and scale each to
+    [0, 1]; both paths (compiled and tf-keras-vis) go through it, so they give the same maps.
+
+    A cell of the layer's grid summarises a patch of the input, so its value belongs at the patch's
+    centre, as cv2.resize, PIL (keras.io's Grad-CAM recipe) and tf.image.resize place it. SciPy's
+    default zoom, which tf-keras-vis uses, aligns the corners instead and stretches the map outward
+    by up to half a cell: on an 8 x 8 grid over 64 px, the last cell's value landed on pixel 63
+    instead of 59.5, moving peaks off lesions near the lung edges (``grid_mode=True``)."""
     if raw.shape[0] == 0:
         return np.zeros((0, *hw), np.float32)
-    up = zoom(raw, (1, hw[0] / raw.shape[1], hw[1] / raw.shape[2]), order=1)
+    up = zoom(raw, (1, hw[0] / raw.shape[1], hw[1] / raw.shape[2]), order=1, grid_mode=True, mode="nearest")
     return _normalise(up)
 
 
@@ -343,17 +349,18 @@ def cam(model: keras.Model | Explainer, images, class_index, method: str = "grad
         xb, ib = x[i:i + batch_size], idx[i:i + batch_size]
         kw = dict(penultimate_layer=_Target(layer_output(ex.model, ex.layer), ex.layer.name),
                   seek_penultimate_conv_layer=False)
+        raw = dict(expand_cam=False, normalize_cam=False)  # upsampled by `_expand`, as compiled maps are
         if method == "scorecam":  # tf-keras-vis applies softmax to the outputs itself
             one = np.arange(len(ib))
-            m = Scorecam(ex.softmax_model)(lambda p: p.numpy()[one, ib], xb, max_N=max_n,
-                                           batch_size=batch_size, **kw)
+            m = _expand(np.asarray(Scorecam(ex.softmax_model)(lambda p: p.numpy()[one, ib], xb, max_N=max_n,
+                                                              batch_size=batch_size, **kw, **raw)), x.shape[1:3])
         elif method == "smoothgrad":
             tf.random.set_seed(seed + i)
             m = Saliency(ex.logit_model)(lambda z: ex.score(z, ib), xb, smooth_samples=smooth_samples,
                                          smooth_noise=smooth_noise)
         else:
             cls = {"gradcam": Gradcam, "gradcam++": GradcamPlusPlus, "layercam": Layercam}[method]
-            m = cls(ex.logit_model)(lambda z: ex.score(z, ib), xb, **kw)
+            m = _expand(np.asarray(cls(ex.logit_model)(lambda z: ex.score(z, ib), xb, **kw, **raw)), x.shape[1:3])
         out.append(np.asarray(m, np.float32).reshape(len(xb), *x.shape[1:3]))
     return np.concatenate(out) if out else np.zeros((0, *x.shape[1:3]), np.float32)
 

@@ -130,6 +130,23 @@ def test_cam_peak_is_in_the_corner_the_model_responds_to():
         assert r < 8 and c >= S - 8, f"{method}: peak at {(r, c)}, not top-right"
 
 
+
+def test_a_cells_value_lands_on_the_centre_of_the_patch_it_summarises():
+    # One hot cell of an 8 x 8 grid over 64 px: its patch is pixels 8k .. 8k + 7 (centre 8k + 3.5).
+    # Corner-aligned upsampling (SciPy's default zoom) put the last cell's peak on pixel 63 and the
+    # first cell's on pixel 0, half a cell outside the patch; the maps must match cv2.resize.
+    cv2 = pytest.importorskip("cv2")
+    for k in (0, 2, 7):
+        raw = np.zeros((1, 8, 8), np.float32)
+        raw[0, k, 7 - k] = 1.0
+        up = E._expand(raw, (64, 64))
+        top = np.isclose(up[0], up[0].max())
+        rows, cols = np.flatnonzero(top.any(axis=1)), np.flatnonzero(top.any(axis=0))
+        assert 8 * k <= rows.min() and rows.max() <= 8 * k + 7, (k, rows)
+        assert 8 * (7 - k) <= cols.min() and cols.max() <= 8 * (7 - k) + 7, (k, cols)
+        ref = cv2.resize(raw[0], (64, 64), interpolation=cv2.INTER_LINEAR)
+        np.testing.assert_allclose(up[0], ref / ref.max(), atol=1e-5)  # `_expand` scales to [0, 1]
+
 # ---- localisation scores on a constructed case --------------------------------------------
 
 def test_localisation_scores_known_answer():
