@@ -27,9 +27,11 @@ demo: $(STAMP)
 	done
 	@echo "Executed notebooks: $(OUT)/notebooks/  figures: $(OUT)/figures/  data and CSVs: $(OUT)/"
 
+# Two pytest-xdist workers: the notebooks run in order on one (conftest.py groups them), the unit
+# tests on the other while the notebooks wait on one thread (kernel start, data, bootstraps).
 test: $(STAMP)
-	$(BIN)/python -m pytest tests notebooks --nbval --nbval-sanitize-with notebooks/sanitize.cfg \
-	  --nbval-cell-timeout=1200
+	$(BIN)/python -m pytest -n 2 --dist loadgroup tests notebooks --nbval \
+	  --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1200
 
 # The lessons' verdicts must not depend on the CPU's kernels: strict nbval of the training
 # notebooks again with oneDNN off (another machine's arithmetic). .ci/run runs it after `make test`.
