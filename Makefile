@@ -30,7 +30,7 @@ demo: $(STAMP)
 # Two pytest-xdist workers: the notebooks run in order on one (conftest.py groups them), the unit
 # tests on the other while the notebooks wait on one thread (kernel start, data, bootstraps).
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 --dist loadgroup tests notebooks --nbval \
+	$(BIN)/python -m pytest -n 2 --dist loadscope tests notebooks --nbval \
 	  --nbval-sanitize-with notebooks/sanitize.cfg --nbval-cell-timeout=1200
 
 # The lessons' verdicts must not depend on the CPU's kernels: strict nbval of the training

@@ -1,16 +1,27 @@
 """pytest hooks for the whole repository (unit tests and the notebooks' nbval items).
 
-`make test` runs under pytest-xdist (``-n 2 --dist loadgroup``): the unit tests spread over the
-workers, while every notebook cell goes to one worker, in the series' order. The notebooks must
-not run side by side: they share ``outputs/`` (01 writes the dataset and split that 03 reads, 03
-trains the run that 04 and 05 explain), and each notebook's cells share one kernel.
+`make test` runs under pytest-xdist (``-n 2 --dist loadscope``): the unit tests spread over the
+workers by module, while every notebook cell goes to one worker, in the series' order. The
+notebooks must not run side by side: they share ``outputs/`` (01 writes the dataset and split that
+03 reads, 03 trains the run that 04 and 05 explain), and each notebook's cells share one kernel.
+nbval's items ignore xdist's ``xdist_group`` mark (their node ids never get the group suffix), so
+the grouping is done by the scheduler: every ``.ipynb`` node id is one scope.
 """
 from __future__ import annotations
 
-import pytest
+try:
+    from xdist.scheduler import LoadScopeScheduling
+except ImportError:  # plain `pytest`, without pytest-xdist: nothing to schedule
+    pass
+else:
+    class _NotebooksTogether(LoadScopeScheduling):
+        """LoadScope scheduling (a test module per worker at a time) with all notebooks one scope."""
 
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.split("::", 1)[0].endswith(".ipynb"):
+                return "notebooks"
+            return super()._split_scope(nodeid)
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if item.path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.xdist_group("notebooks"))
+    def pytest_xdist_make_scheduler(config, log):
+        """pytest-xdist's hook: schedule with `_NotebooksTogether` whatever ``--dist`` says."""
+        return _NotebooksTogether(config, log)
