@@ -119,12 +119,45 @@ def layer_output(model: keras.Model, layer: keras.layers.Layer):
     return layer.output
 
 
+_CONVOLUTIONS = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.SeparableConv2D)
+_PASS_THROUGH = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras.layers.Dropout,
+                 keras.layers.SpatialDropout2D, keras.layers.ZeroPadding2D)
+
+
+def _rank(model: keras.Model, layer: keras.layers.Layer) -> int:
+    try:
+        return len(layer_output(model, layer).shape)
+    except (AttributeError, ValueError):  # a layer called more than once has no single output
+        return 0
+
+
+def _spatial(model: keras.Model, layer: keras.layers.Layer) -> bool:
+    """Whether `layer`'s output in `model` is a map a CAM can weigh: (batch, H, W, C), H x W >= 2."""
+    if _rank(model, layer) != 4:
+        return False
+    shape = tuple(layer_output(model, layer).shape)
+    return (shape[1] or 2) * (shape[2] or 2) >= 2
+
+
+def _convolves(layer: keras.layers.Layer) -> bool:
+    """A convolution, or a nested model (a backbone used as one layer) that holds one."""
+    if isinstance(layer, _CONVOLUTIONS):
+        return True
+    return isinstance(layer, keras.Model) and any(_convolves(sub) for sub in layer.layers)
+
+
 def find_spatial_layer(model: keras.Model, layer: str | keras.layers.Layer | None = None
                        ) -> keras.layers.Layer:
-    """The layer whose (batch, height, width, channels) output the CAMs weight: `layer` (a name or
-    layer, checked to be spatial) or, by default, the last top-level layer with such an output.
+    """The layer whose (batch, height, width, channels) output the CAMs weigh: `layer` (a name or
+    layer, checked to be spatial) or, by default, the last top-level layer after a convolution
+    with a 4-D output that is not pooling, padding or dropout; refused when its map is 1 x 1.
 
-    A nested backbone (a Model used as a layer) counts as one layer: its output is taken.
+    The one rule for every model and every CAM: pooling, padding and dropout add no spatial
+    detail to the map before them (a 3 x 3 average pooling can even leave a 1 x 1 map), so
+    ``vgg16`` -> ``block5_conv3``, ``densenet121`` -> ``relu``, ``resnet18`` ->
+    ``stage4_block2_out``, ``compact`` -> ``block4_relu``. A 1 x 1 map has no "where": rather
+    than explain an earlier layer unasked, the error says so. A nested backbone (a Model used as a
+    layer, as in models built outside `cxrnb.models`) counts as one layer: its output is taken.
     """
     _inputs(model)
     if layer is not None:
@@ -133,19 +166,26 @@ def find_spatial_layer(model: keras.Model, layer: str | keras.layers.Layer | Non
             if layer not in names:
                 raise ValueError(f"model {model.name!r} has no layer {layer!r}; layers: {names}")
             layer = model.get_layer(layer)
-        shape = tuple(layer_output(model, layer).shape)
-        if len(shape) != 4 or (shape[1] or 2) * (shape[2] or 2) < 2:
+        if not _spatial(model, layer):
             raise ValueError(f"layer {layer.name!r} is not spatial (convolutional): output shape "
-                             f"{shape}; a CAM needs a (batch, height, width, channels) output")
+                             f"{tuple(layer_output(model, layer).shape)}; a CAM needs a (batch, height, "
+                             f"width, channels) output of at least 2 cells")
         return layer
-    for lay in reversed(model.layers):
+    found, seen_conv = None, False
+    for lay in model.layers:
         if isinstance(lay, keras.layers.InputLayer):
             continue
-        shape = tuple(layer_output(model, lay).shape)
-        if len(shape) == 4 and (shape[1] or 2) * (shape[2] or 2) >= 2:
-            return lay
-    raise ValueError(f"model {model.name!r} has no spatial layer (no layer with a (batch, height, "
-                     f"width, channels) output): CAMs need a convolutional model")
+        seen_conv = seen_conv or _convolves(lay)
+        if seen_conv and not isinstance(lay, _PASS_THROUGH) and _rank(model, lay) == 4:
+            found = lay
+    if found is None:
+        raise ValueError(f"model {model.name!r} has no spatial layer (no convolution with a (batch, height, "
+                         f"width, channels) output): CAMs need a convolutional model")
+    if not _spatial(model, found):
+        raise ValueError(f"model {model.name!r}: its last convolutional layer {found.name!r} leaves a "
+                         f"{tuple(layer_output(model, found).shape)[1:3]} map at input {_inputs(model)[0].shape[1:3]}, "
+                         f"which has no 'where': train at a larger input size, or name an earlier layer")
+    return found
 
 
 # ---------------------------------------------------------------------------------------------

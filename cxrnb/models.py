@@ -21,7 +21,7 @@ happens inside the model, so a user never has to remember it::
 * ``class_names`` travel inside the saved ``.keras`` file, in the config of the identity layer
   `ClassNames`; `model_class_names` reads them back from a loaded model.
 * All layers live in one flat graph (backbones are built on the model's own tensors, not nested
-  as a sub-model), so `last_conv_layer` and CAM tools reach every convolution by name.
+  as a sub-model), so `cxrnb.explain.find_spatial_layer` and CAM tools reach every convolution by name.
 
 Custom layers are registered (package ``"cxrnb"``) when this module is imported; `load` reads a
 saved model and its class names. Plain ``keras.saving.load_model`` in a process that has not
@@ -43,7 +43,7 @@ from keras import layers, ops
 
 __all__ = [
     "MODELS", "NORMALIZATIONS", "VGG16_TRAINABLE", "IMAGENET_WEIGHTS", "build_model",
-    "model_class_names", "load", "last_conv_layer", "imagenet_weights_file", "small_cnn", "cnn4",
+    "model_class_names", "load", "imagenet_weights_file", "small_cnn", "cnn4",
     "compact", "resnet18", "vgg16", "densenet121", "ClassNames", "MinMaxNormalize",
     "ImageNetPreprocess",
 ]
@@ -538,28 +538,3 @@ def load(path: str | os.PathLike) -> tuple[keras.Model, list[str] | None]:
     return model, model_class_names(model)
 
 
-_PASS_THROUGH = (layers.MaxPooling2D, layers.AveragePooling2D, layers.Dropout,
-                 layers.SpatialDropout2D, layers.ZeroPadding2D)
-
-
-def last_conv_layer(model: keras.Model) -> str:
-    """Name of the last layer after a convolution with a 4-D (spatial) output, for Grad-CAM.
-
-    Pooling, padding and dropout layers are skipped: they add no spatial detail to the map
-    before them (article 004's 3x3 average pooling even leaves a 1x1 map). So: vgg16 ->
-    ``block5_conv3``, densenet121 -> ``relu``, resnet18 -> ``stage4_block2_out``.
-    """
-    found, seen_conv = None, False
-    for layer in model.layers:
-        seen_conv = seen_conv or isinstance(layer, (layers.Conv2D, layers.DepthwiseConv2D,
-                                                    layers.SeparableConv2D))
-        try:
-            rank = len(layer.output.shape)
-        except (AttributeError, ValueError):  # a layer called more than once has no single output
-            continue
-        if seen_conv and rank == 4 and not isinstance(layer, _PASS_THROUGH):
-            found = layer.name
-    if found is None:
-        raise ValueError(f"model {model.name!r} has no convolution with a spatial (4-D) output "
-                         f"for Grad-CAM")
-    return found

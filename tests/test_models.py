@@ -9,17 +9,18 @@ import numpy as np
 import pytest
 
 from cxrnb import models
+from cxrnb.explain import find_spatial_layer
 from cxrnb.models import (MIN_SIZE, MODELS, VGG16_TRAINABLE, ImageNetPreprocess, MinMaxNormalize,
-                          build_model, last_conv_layer, model_class_names)
+                          build_model, model_class_names)
 
 # model -> (tiny input side, expected Grad-CAM layer)
 TINY = {
     "small_cnn": (32, "conv2"),
     "cnn4": (48, "conv4"),
     "compact": (32, "block4_relu"),
-    "resnet18": (32, "stage4_block2_out"),
+    "resnet18": (64, "stage4_block2_out"),  # at 32 px its last map is 1 x 1: no CAM (tested below)
     "vgg16": (32, "block5_conv3"),
-    "densenet121": (32, "relu"),
+    "densenet121": (64, "relu"),  # at 32 px its last map is 1 x 1
 }
 ALL_COMBOS = [(1, 2, "auto"), (3, 3, "auto"), (1, 3, "minmax"), (3, 2, "unit")]  # channels, classes, normalization
 CASES = ([(m, *c) for m in ("small_cnn", "cnn4", "compact", "vgg16") for c in ALL_COMBOS]
@@ -48,7 +49,7 @@ def test_every_model_builds_and_takes_a_training_step(name, channels, num_classe
                         class_names=names, normalization=normalization)
     assert model.input.shape == (None, size, size, channels)
     assert model.layers[-1].name == "probabilities" and model.layers[-2].name == "logits"
-    assert last_conv_layer(model) == cam_layer
+    assert find_spatial_layer(model).name == cam_layer  # the one rule every CAM uses
     assert model_class_names(model) == names
     x = _batch(size, channels)
     y = np.arange(4) % num_classes
@@ -167,13 +168,18 @@ def test_own_models_build_at_their_minimum_size_and_refuse_one_pixel_less(name):
         build_model(name, input_size=least - 1)
 
 
-def test_last_conv_layer_is_spatial_and_refuses_a_model_without_convolutions():
+def test_the_cam_layer_is_spatial_skips_pooling_and_refuses_a_model_without_convolutions():
     model = build_model("compact", input_size=128)
-    assert model.get_layer(last_conv_layer(model)).output.shape == (None, 16, 16, 128)
+    assert find_spatial_layer(model).output.shape == (None, 16, 16, 128)
     assert build_model("compact", input_size=(64, 48)).input.shape == (None, 64, 48, 1)
+    pooled = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(4, 3, name="conv"),
+                               keras.layers.AveragePooling2D(3, name="pool")], name="pooled")
+    assert find_spatial_layer(pooled).name == "conv"  # the 2x2 pooled map adds no detail
     dense = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)], name="mlp")
-    with pytest.raises(ValueError, match="model 'mlp' has no convolution"):
-        last_conv_layer(dense)
+    with pytest.raises(ValueError, match="model 'mlp' has no spatial layer"):
+        find_spatial_layer(dense)
+    with pytest.raises(ValueError, match=r"'stage4_block2_out' leaves a \(1, 1\) map .*larger input size"):
+        find_spatial_layer(build_model("resnet18", input_size=32))
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
