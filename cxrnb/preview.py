@@ -276,29 +276,29 @@ def unsafe_grid(image) -> Figure:
 
 # --------------------------------------------------------------------------- normalisation
 
-#: Keras' VGG16 `preprocess_input` ("caffe" mode): BGR channel means subtracted, no scaling.
-IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 NORMALISATIONS = ("/255", "min-max per image", "ImageNet (VGG16)")
 
 
 def normalise(images, how: str) -> np.ndarray:
-    """Images (N, H, W[, 1], 0..255) as a model would get them under one of `NORMALISATIONS`.
+    """Images (N, H, W[, 1], 0..255) as a model would get them under one of `NORMALISATIONS`,
+    computed by the layers the models themselves use (`cxrnb.models`), so the preview cannot
+    drift from training.
 
-    ``/255``: values 0..1, brightness differences kept; ``min-max per image`` (article 003):
-    each image stretched to 0..1, so exposure differences vanish; ``ImageNet (VGG16)`` (article
-    004's pretrained VGG16): the gray film repeated in 3 channels minus the ImageNet means."""
+    ``/255``: values 0..1, brightness differences kept; ``min-max per image`` (article 003,
+    `MinMaxNormalize`): each image stretched to 0..1, so exposure differences vanish; ``ImageNet
+    (VGG16)`` (article 004's pretrained VGG16, `ImageNetPreprocess`): the gray film repeated in 3
+    channels, minus the ImageNet means."""
+    from .models import ImageNetPreprocess, MinMaxNormalize
+
     x = np.asarray(images, np.float32)
+    if how not in NORMALISATIONS:
+        raise ValueError(f"normalise: unknown normalisation {how!r}; choose from {list(NORMALISATIONS)}")
     if how == "/255":
         return x / 255.0
+    g = x if x.ndim == 4 else x[..., None]
     if how == "min-max per image":
-        flat = x.reshape(len(x), -1)
-        lo, hi = flat.min(1), flat.max(1)
-        shape = (-1,) + (1,) * (x.ndim - 1)
-        return (x - lo.reshape(shape)) / np.maximum(hi - lo, 1e-6).reshape(shape)
-    if how == "ImageNet (VGG16)":
-        g = x if x.ndim == 4 else x[..., None]
-        return np.repeat(g[..., :1], 3, axis=-1) - np.asarray(IMAGENET_BGR_MEAN, np.float32)
-    raise ValueError(f"normalise: unknown normalisation {how!r}; choose from {list(NORMALISATIONS)}")
+        return np.asarray(MinMaxNormalize()(g)).reshape(x.shape)
+    return np.asarray(ImageNetPreprocess("vgg16")(np.repeat(g[..., :1], 3, axis=-1) / 255.0))
 
 
 def normalisation_table(images):
