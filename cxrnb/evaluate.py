@@ -149,6 +149,24 @@ def weighted_auc(y01, scores, weights) -> np.ndarray | float:
     return float(auc[0]) if one else auc
 
 
+def format_interval(estimate, low=None, high=None, digits: int = 2, *, signed: bool = False,
+                    width: int = 0, gap: str = " ") -> str:
+    """An estimate with its interval as text, the one format every table and report uses:
+    ``0.83 [0.75, 0.90]`` (``+0.12 [+0.03, +0.21]`` when `signed`; `width` pads the estimate and
+    `gap` separates it from the interval, for aligned columns). Only the estimate when the
+    interval is missing (None or NaN); an empty string when the estimate is."""
+    def missing(v) -> bool:
+        return v is None or (isinstance(v, (float, np.floating)) and np.isnan(v))
+
+    if missing(estimate):
+        return ""
+    f = f"{'+' if signed else ''}.{digits}f"
+    text = f"{estimate:{'+' if signed else ''}{width or ''}.{digits}f}"
+    if missing(low) or missing(high):
+        return text
+    return f"{text}{gap}[{low:{f}}, {high:{f}}]"
+
+
 @dataclass(frozen=True)
 class Interval:
     """A point estimate on the full test set and its bootstrap percentile interval.
@@ -358,7 +376,7 @@ class Evaluation:
         """A short readable report: headline metrics with CIs beside the majority baseline."""
         def row(name: str, key: str) -> str:
             iv = self.ci[key]
-            return f"  {name:<18} {iv.estimate:6.3f}  [{iv.low:.3f}, {iv.high:.3f}]"
+            return f"  {name:<18} {format_interval(iv.estimate, iv.low, iv.high, 3, width=6, gap='  ')}"
 
         iv = self.ci["accuracy"]
         rule = "argmax" if self.threshold is None else f"p({self.classes[1]}) >= {self.threshold:.3f}"

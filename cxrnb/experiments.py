@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .evaluate import Evaluation, compare, evaluate
+from .evaluate import Evaluation, compare, evaluate, format_interval
 from .splits import leaky_pair
 from .train import TrainConfig, TrainResult, split_predictions, train
 
@@ -55,9 +55,8 @@ class Effect:
     holds: bool
 
     def __str__(self) -> str:
-        iv = "" if np.isnan(self.low) else f" [{self.low:+.2f}, {self.high:+.2f}]"
         judged = f"needs {self.rule}: {'met' if self.holds else 'not met'}" if self.rule else "shown, not judged"
-        return f"{self.name} {self.estimate:+.2f}{iv} ({judged})"
+        return f"{self.name} {format_interval(self.estimate, self.low, self.high, signed=True)} ({judged})"
 
 
 def effect(name: str, estimate: float, low: float = float("nan"), high: float = float("nan"), *,
@@ -229,18 +228,10 @@ def format_table(table: pd.DataFrame, digits: int = 2) -> pd.DataFrame:
         if col == "difference":
             lo, hi = "diff low", "diff high"
         if lo in table and hi in table:
-            out[col] = [_ci(v, a, b, digits) for v, a, b in zip(table[col], table[lo], table[hi])]
+            out[col] = [format_interval(v, a, b, digits) for v, a, b in zip(table[col], table[lo], table[hi])]
         elif col not in ("diff low", "diff high"):
             out[col] = [("" if pd.isna(v) else f"{v:.{digits}f}") for v in table[col]]
     return pd.DataFrame(out, index=table.index)
-
-
-def _ci(v: float, lo: float, hi: float, digits: int) -> str:
-    if pd.isna(v):
-        return ""
-    if pd.isna(lo) or pd.isna(hi):
-        return f"{v:.{digits}f}"
-    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
 
 
 # --------------------------------------------------------------------------- notebook 04

@@ -329,13 +329,11 @@ class TrainResult:
 
 def metrics_line(m: Mapping[str, Any], digits: int = 2) -> str:
     """One line of an `Evaluation.to_dict()`: accuracy and AUC with CIs beside the majority baseline."""
+    from .evaluate import format_interval
+
     def ci(key: str) -> str:
         iv = m["ci"][key]
-        if iv["estimate"] is None:
-            return "n/a"
-        if iv["low"] is None:
-            return f"{iv['estimate']:.{digits}f}"
-        return f"{iv['estimate']:.{digits}f} [{iv['low']:.{digits}f}, {iv['high']:.{digits}f}]"
+        return format_interval(iv["estimate"], iv["low"], iv["high"], digits) or "n/a"
 
     return (f"accuracy {ci('accuracy')} vs majority baseline {ci('majority_baseline')}; "
             f"balanced accuracy {ci('balanced_accuracy')}; AUC {ci('auc')} ({m['n_images']} images)")

@@ -280,3 +280,13 @@ def test_calibration_intervals_equal_a_loop_of_scikit_learn_calls():
     assert np.allclose([cal.ece_low, cal.ece_high], np.percentile(eces, [2.5, 97.5]))
     assert cal.brier_low <= cal.brier <= cal.brier_high
     assert np.isnan(calibration(y, np.column_stack([1 - s, s])).brier_low)  # no groups, no interval
+
+
+def test_one_interval_format_for_every_table_and_report():
+    from cxrnb.evaluate import format_interval
+
+    assert format_interval(0.8333, 0.75, 0.9) == "0.83 [0.75, 0.90]"
+    assert format_interval(0.12, 0.03, 0.21, signed=True) == "+0.12 [+0.03, +0.21]"
+    assert format_interval(0.5, 0.4, 0.6, 3, width=6, gap="  ") == " 0.500  [0.400, 0.600]"
+    assert format_interval(0.5, float("nan"), float("nan")) == format_interval(0.5, None, None) == "0.50"
+    assert format_interval(None) == format_interval(float("nan"), 0.1, 0.2) == ""
