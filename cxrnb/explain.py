@@ -704,14 +704,27 @@ def _randomise(layer: keras.layers.Layer, seed: int) -> None:
         v.assign(fresh(v.shape, dtype=v.dtype))
 
 
+EDGES = "edges (control)"  # the sanity checks' control, by name (`edge_map`)
+
+
+def edge_map(ex: Explainer | None, images, class_index=None) -> np.ndarray:
+    """The control a sanity check must fail: each film's own gradient magnitude (B, H, W), a map
+    that ignores the model and its class (what a saliency method can degrade to: Adebayo et al.
+    2018). Takes and ignores the explainer and class, like the `MapFn` of a method."""
+    x = np.asarray(images, np.float32)
+    gy, gx = np.gradient(x[..., 0] if x.ndim == 4 else x, axis=(1, 2))
+    return np.hypot(gx, gy)
+
+
 def _map_fns(methods: Sequence[str] | Mapping[str, MapFn], seed: int) -> dict[str, MapFn]:
-    """{name: fn(explainer, images, class_index) -> maps} from `METHODS` names or such functions."""
+    """{name: fn(explainer, images, class_index) -> maps} from `METHODS` names (and `EDGES`, the
+    control) or such functions."""
     if isinstance(methods, Mapping):
         return dict(methods)
-    bad = [m for m in methods if m not in METHODS]
+    bad = [m for m in methods if m not in METHODS and m != EDGES]
     if bad:
-        raise ValueError(f"unknown CAM method {bad[0]!r}; choose from {list(METHODS)}")
-    return {m: (lambda ex, x, c, m=m: cam(ex, x, c, m, seed=seed)) for m in methods}
+        raise ValueError(f"unknown CAM method {bad[0]!r}; choose from {list(METHODS)} or {EDGES!r}")
+    return {m: edge_map if m == EDGES else (lambda ex, x, c, m=m: cam(ex, x, c, m, seed=seed)) for m in methods}
 
 
 def rank_correlation(a, b) -> np.ndarray:
@@ -763,8 +776,8 @@ def randomisation_check(model: keras.Model, images, class_index,
     where most films' maps are defined, its rank correlation falls below `threshold` (the maps
     changed with the weights); it is UNDEFINED when it never did and most films' maps are constant
     once every layer is random (a change to a blank map is no evidence either way).
-    `methods` are names from `METHODS` or {name: fn(explainer, images, class_index) -> maps}
-    (e.g. a control that ignores the weights).
+    `methods` are names from `METHODS` and `EDGES` (the film's edges: a control that ignores the
+    weights and must fail) or {name: fn(explainer, images, class_index) -> maps}.
 
     Returns (the cascade: one row per step and method with ``randomised_to``, ``spearman``,
     ``ssim``, ``n_undefined``; the verdict per method: the last step's values, the lowest rank

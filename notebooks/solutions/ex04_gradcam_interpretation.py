@@ -61,15 +61,8 @@ def exercise_3(workdir: Path) -> dict:
     """The film's own edge map ignores the model: after every layer is randomised its maps are
     unchanged (rank correlation 1, FAIL). Grad-CAM depends on the weights and changes (PASS)."""
     x, _, _ = _films(4, SIZE)
-
-    def edges(ex, images, class_index):
-        gy, gx = np.gradient(images[..., 0], axis=(1, 2))
-        return np.hypot(gx, gy)
-
-    _, verdict = explain.randomisation_check(_model(), x, [1, 1, 1, 1],
-                                             {"gradcam": lambda ex, im, c: explain.cam(ex, im, c, "gradcam"),
-                                              "edges (control)": edges}, seed=0)
+    _, verdict = explain.randomisation_check(_model(), x, [1, 1, 1, 1], ("gradcam", explain.EDGES), seed=0)
     rho = verdict["spearman_all_random"]
-    assert np.isclose(rho["edges (control)"], 1.0) and not verdict.loc["edges (control)", "passes"]
+    assert np.isclose(rho[explain.EDGES], 1.0) and not verdict.loc[explain.EDGES, "passes"]
     assert verdict.loc["gradcam", "passes"]
     return {f"{m}: rank correlation, all layers random": float(r) for m, r in rho.items()}
