@@ -145,6 +145,16 @@ def _sync_readme(path: Path, repo: str | None) -> bool:
     return True
 
 
+def show(fig, path: str | Path):
+    """Write `fig` as PNG at `path` (`cxrnb.plots.save`: folders made, nothing clipped) and return
+    it: a cell that ends in ``nb.show(fig, out / "figures" / "01_overview.png")`` keeps the figure
+    file and shows the figure below the cell."""
+    from .plots import save
+
+    save(fig, path)
+    return fig
+
+
 def where(path: str | Path) -> Path:
     """A parameters-cell path that works from any working directory.
 

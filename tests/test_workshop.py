@@ -242,3 +242,14 @@ def test_workshop_docs_hold_plans_times_and_a_glossary():
 def _outputs(path: Path) -> str:
     cells = json.loads(path.read_text())["cells"]
     return "".join("".join(o.get("text", "")) for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
+
+
+def test_show_writes_the_figure_and_returns_it_for_display(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [1, 0])
+    path = tmp_path / "figures" / "line.png"  # the folder does not exist yet
+    assert nb.show(fig, path) is fig
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 1000
+    plt.close(fig)
