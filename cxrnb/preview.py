@@ -222,34 +222,46 @@ def apply_params(image, *, rotation: float = 0.0, zoom: float = 1.0, brightness:
 
 
 def _label(p: Mapping) -> str:
-    parts = [f"rot {p['rotation']:+.0f}°" if p.get("rotation") else "",
-             f"zoom {p['zoom']:.2f}" if p.get("zoom", 1) != 1 else "",
-             f"bright ×{p['brightness']:.2f}" if p.get("brightness", 1) != 1 else "",
-             f"γ {p['gamma']:.2f}" if p.get("gamma", 1) != 1 else "",
-             f"crop {p['crop']:.0%}" if p.get("crop") else ""]
+    """A panel's title from its `sample_params` entry (only what differs from no change)."""
+    crop = max(p["top"], p["bottom"], p["left"], p["right"])
+    parts = [f"rot {p['rotation']:+.0f}°" if round(p["rotation"]) else "",
+             f"scale {p['scale']:.2f}" if round(p["scale"], 2) != 1 else "",
+             f"shift {p['shift_x']:+.0%} {p['shift_y']:+.0%}" if p["shift_x"] or p["shift_y"] else "",
+             "flipped" if p["flip"] else "",
+             f"bright ×{p['brightness']:.2f}" if round(p["brightness"], 2) != 1 else "",
+             f"γ {p['gamma']:.2f}" if round(p["gamma"], 2) != 1 else "",
+             f"crop ≤{crop:.0%}" if round(crop, 2) else ""]
     return "\n".join(q for q in parts if q) or "no change"
 
 
 def sample_params(policy, n: int, seed: int = 0) -> list[dict]:
-    """`n` parameter sets drawn uniformly from a policy's (or preset's) ranges, seeded."""
+    """The parameters of `n` draws of a policy (or preset) exactly as the executors draw them
+    for the per-call seed ``[seed, 0]`` (`cxrnb.augment.transforms.describe`): rotation in
+    degrees, scale (> 1 zooms out), shift_x / shift_y (fractions of the side), flip, brightness,
+    gamma and the fraction cropped from each side (top, bottom, left, right)."""
+    import tensorflow as tf
+
+    from .augment.transforms import describe, draw_uniforms
+
     p = policy if isinstance(policy, AugmentPolicy) else AugmentPolicy.preset(policy)
-    r = np.random.default_rng(seed)
-    return [dict(rotation=float(r.uniform(-p.rotation, p.rotation)),
-                 zoom=float(r.uniform(1 - p.zoom, 1 + p.zoom)),
-                 brightness=float(r.uniform(*p.brightness)), gamma=float(r.uniform(*p.gamma)),
-                 crop=float(r.uniform(0, p.crop))) for _ in range(n)]
+    return describe(p, draw_uniforms(n, seed=tf.constant([seed, 0], tf.int64), own_seed=seed))
 
 
 def preset_grid(image, presets: Sequence[str] = ("article002", "article004"), n: int = 5,
                 seed: int = 0) -> Figure:
-    """One row per preset: the original, then `n` draws from the preset's ranges, each titled
-    with its parameters, so one sees what a published setting does to a chest film."""
+    """One row per preset: the original, then `n` draws of the preset by the OpenCV executor (the
+    one training uses), each titled with the parameters it drew (`sample_params`, same seed), so
+    one sees what a published setting does to a chest film."""
+    import tensorflow as tf
+
     fig = Figure(figsize=(FILM * (n + 1), (FILM + 0.55) * len(presets)), dpi=DPI, layout="constrained")
     axes = np.asarray(fig.subplots(len(presets), n + 1)).reshape(len(presets), n + 1)
+    x = np.repeat(_hw1(image)[None], n, axis=0)
     for r, name in enumerate(presets):
         _show(axes[r, 0], _hw1(image), "original", ylabel=name)
-        for c, params in enumerate(sample_params(name, n, seed + r), start=1):
-            _show(axes[r, c], apply_params(image, **params), _label(params))
+        out = make_augmenter(name, "opencv", seed=seed + r)(x, seed=tf.constant([seed + r, 0], tf.int64))
+        for c, (img, params) in enumerate(zip(np.asarray(out), sample_params(name, n, seed + r)), start=1):
+            _show(axes[r, c], img, _label(params))
     return photo(fig)
 
 

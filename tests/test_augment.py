@@ -463,3 +463,19 @@ def test_preview_is_deterministic_for_a_seed():
         a = preview.draws(img, "default", 4, seed=3, executor=ex)
         b = preview.draws(img, "default", 4, seed=3, executor=ex)
         np.testing.assert_array_equal(a, b)
+
+
+def test_preview_labels_are_the_draws_the_executor_applied():
+    # Brightness alone on a flat film: each panel's mean over the film's value is the factor the
+    # executor drew; sample_params must name the same factor for the same panel (notebook 02's
+    # labelled panels), where it once drew its own numbers with other conventions.
+    import tensorflow as tf
+
+    from cxrnb import preview
+
+    policy = AugmentPolicy.preset("none").replace(brightness=(0.5, 1.5))
+    flat = np.full((6, 32, 32, 1), 100, np.uint8)
+    out = make_augmenter(policy, "opencv", seed=7)(flat, seed=tf.constant([7, 0], tf.int64)).numpy()
+    drawn = [p["brightness"] for p in preview.sample_params(policy, 6, seed=7)]
+    np.testing.assert_allclose(out.mean(axis=(1, 2, 3)) / 100.0, drawn, atol=0.006)  # LUT rounding
+    assert np.ptp(drawn) > 0.1  # six different draws, not one

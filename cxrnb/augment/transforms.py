@@ -13,11 +13,12 @@ import functools
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from .policy import AugmentPolicy
 
-__all__ = ["N_UNIFORMS", "draw_uniforms", "sample_transforms", "batch_transforms"]
+__all__ = ["N_UNIFORMS", "draw_uniforms", "transform_params", "describe", "sample_transforms", "batch_transforms"]
 
 #: Uniforms per image, in this order: brightness, gamma, crop top, bottom, left, right, angle,
 #: scale, shift x, shift y, flip.
@@ -43,6 +44,33 @@ def draw_uniforms(n, *, seed=None, own_seed: int | None = None,
     return tf.random.stateless_uniform(shape, key)
 
 
+def transform_params(policy: AugmentPolicy, u) -> dict[str, tf.Tensor]:
+    """The per-image parameters (B,) of `policy` from uniforms `u` (B, `N_UNIFORMS`): the one
+    place that maps draws to values, read by `sample_transforms` (the executors) and by
+    `describe` (labels of previewed draws). brightness factor ~ U(brightness), gamma ~ U(gamma);
+    top, bottom, left, right: fraction of the side cropped ~ U(0, crop); angle in radians ~
+    U(-rotation, rotation); scale ~ U(1 - zoom, 1 + zoom) (> 1 zooms out); shift_x, shift_y:
+    fractions of W and H ~ U(-shift, shift); flip: 1.0 with probability 0.5 when allowed."""
+    p = policy
+    u = tf.cast(u, tf.float32)
+    (b0, b1), (g0, g1) = p.brightness, p.gamma
+    q = {"brightness": b0 + (b1 - b0) * u[:, 0], "gamma": g0 + (g1 - g0) * u[:, 1]}
+    q.update(zip(("top", "bottom", "left", "right"), (u[:, 2 + i] * p.crop for i in range(4))))
+    q["angle"] = (2.0 * u[:, 6] - 1.0) * math.radians(p.rotation)
+    q["scale"] = 1.0 + (2.0 * u[:, 7] - 1.0) * p.zoom
+    q["shift_x"], q["shift_y"] = (2.0 * u[:, 8] - 1.0) * p.shift, (2.0 * u[:, 9] - 1.0) * p.shift
+    q["flip"] = tf.cast(u[:, 10] < 0.5, tf.float32) if p.horizontal_flip else tf.zeros_like(u[:, 10])
+    return q
+
+
+def describe(policy: AugmentPolicy, u) -> list[dict[str, float]]:
+    """`transform_params` of each image as plain numbers, rotation in degrees: what a panel
+    of a preview was drawn with, from the uniforms the executor drew for it."""
+    q = {k: v.numpy() for k, v in transform_params(policy, u).items()}
+    q["rotation"] = np.degrees(q.pop("angle"))
+    return [{k: float(v[i]) for k, v in q.items()} for i in range(len(q["scale"]))]
+
+
 def sample_transforms(policy: AugmentPolicy, u, height, width) -> tuple[tf.Tensor | None, tf.Tensor | None]:
     """Per-image ``(lut, matrix)`` of `policy` from uniforms `u` (B, `N_UNIFORMS`).
 
@@ -57,22 +85,18 @@ def sample_transforms(policy: AugmentPolicy, u, height, width) -> tuple[tf.Tenso
     W and H, scale ~ U(1 - zoom, 1 + zoom) (> 1 zooms out), angle ~ U(-rotation, rotation) about the
     centre, then a crop of U(0, crop) per side resized back. None when nothing moves."""
     p = policy
-    u = tf.cast(u, tf.float32)
+    q = transform_params(policy, u)
     lut = None
     if p.intensity:
-        (b0, b1), (g0, g1) = p.brightness, p.gamma
-        factor, gamma = b0 + (b1 - b0) * u[:, :1], g0 + (g1 - g0) * u[:, 1:2]
         v = tf.range(256, dtype=tf.float32)[None]
-        lut = tf.pow(tf.clip_by_value(v * factor, 0.0, 255.0) / 255.0, gamma) * 255.0
+        lut = tf.pow(tf.clip_by_value(v * q["brightness"][:, None], 0.0, 255.0) / 255.0, q["gamma"][:, None]) * 255.0
     if not p.geometric:
         return lut, None
     h, w = tf.cast(height, tf.float32), tf.cast(width, tf.float32)
-    top, bottom, left, right = (u[:, 2 + i] * p.crop for i in range(4))
-    angle = (2.0 * u[:, 6] - 1.0) * math.radians(p.rotation)
-    scale = 1.0 + (2.0 * u[:, 7] - 1.0) * p.zoom
-    tx, ty = (2.0 * u[:, 8] - 1.0) * p.shift * w, (2.0 * u[:, 9] - 1.0) * p.shift * h
+    top, bottom, left, right, angle, scale = (q[k] for k in ("top", "bottom", "left", "right", "angle", "scale"))
+    tx, ty = q["shift_x"] * w, q["shift_y"] * h
     one, zero = tf.ones_like(angle), tf.zeros_like(angle)
-    flip = tf.cast(u[:, 10] < 0.5, tf.float32) if p.horizontal_flip else zero
+    flip = q["flip"]
     cx, cy = (w - 1.0) / 2.0, (h - 1.0) / 2.0
 
     def m3(a, b, c, d, e, f):  # rows (a b c), (d e f), (0 0 1) -> (B, 3, 3)
