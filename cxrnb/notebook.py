@@ -185,7 +185,8 @@ def versions() -> str:
 
 
 def setup(seed: int = 0, *, dpi: int = 100, tensorflow: bool = False) -> None:
-    """Seed Python, NumPy (and Keras/TF when `tensorflow`), quiet logs, projector-sized figures
+    """Seed Python, NumPy (and, when `tensorflow`, Keras/TF with deterministic ops: the
+    `cxrnb.train.seed_everything` every training starts with), quiet logs, projector-sized figures
     (charts as PNG, X-ray grids as JPEG), and print the versions."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm.auto without ipywidgets
@@ -194,10 +195,10 @@ def setup(seed: int = 0, *, dpi: int = 100, tensorflow: bool = False) -> None:
     warnings.formatwarning = lambda message, category, *args, **kwargs: f"{category.__name__}: {message}\n"
     random.seed(seed)
     np.random.seed(seed)
-    if tensorflow:
-        import keras
+    if tensorflow:  # the seeding `train` does, from one place: Python, NumPy, TF; deterministic ops
+        from .train import seed_everything
 
-        keras.utils.set_random_seed(seed)
+        seed_everything(seed)
         import tensorflow as tf
 
         tf.get_logger().setLevel("ERROR")  # e.g. "triggered tf.function retracing": noise in a lesson
