@@ -2,6 +2,7 @@
 import functools
 import re
 
+import cv2
 import keras
 import numpy as np
 import pandas as pd
@@ -135,7 +136,6 @@ def test_a_cells_value_lands_on_the_centre_of_the_patch_it_summarises():
     # One hot cell of an 8 x 8 grid over 64 px: its patch is pixels 8k .. 8k + 7 (centre 8k + 3.5).
     # Corner-aligned upsampling (SciPy's default zoom) put the last cell's peak on pixel 63 and the
     # first cell's on pixel 0, half a cell outside the patch; the maps must match cv2.resize.
-    cv2 = pytest.importorskip("cv2")
     for k in (0, 2, 7):
         raw = np.zeros((1, 8, 8), np.float32)
         raw[0, k, 7 - k] = 1.0
