@@ -124,19 +124,17 @@ _PASS_THROUGH = (keras.layers.MaxPooling2D, keras.layers.AveragePooling2D, keras
                  keras.layers.SpatialDropout2D, keras.layers.ZeroPadding2D)
 
 
-def _rank(model: keras.Model, layer: keras.layers.Layer) -> int:
+def _shape(model: keras.Model, layer: keras.layers.Layer) -> tuple:
+    """`layer`'s output shape in `model`; () for a layer called more than once (no single output)."""
     try:
-        return len(layer_output(model, layer).shape)
-    except (AttributeError, ValueError):  # a layer called more than once has no single output
-        return 0
+        return tuple(layer_output(model, layer).shape)
+    except (AttributeError, ValueError):
+        return ()
 
 
-def _spatial(model: keras.Model, layer: keras.layers.Layer) -> bool:
-    """Whether `layer`'s output in `model` is a map a CAM can weigh: (batch, H, W, C), H x W >= 2."""
-    if _rank(model, layer) != 4:
-        return False
-    shape = tuple(layer_output(model, layer).shape)
-    return (shape[1] or 2) * (shape[2] or 2) >= 2
+def _spatial(shape: tuple) -> bool:
+    """Whether an output `shape` is a map a CAM can weigh: (batch, H, W, C) with H x W >= 2."""
+    return len(shape) == 4 and (shape[1] or 2) * (shape[2] or 2) >= 2
 
 
 def _convolves(layer: keras.layers.Layer) -> bool:
@@ -166,24 +164,24 @@ def find_spatial_layer(model: keras.Model, layer: str | keras.layers.Layer | Non
             if layer not in names:
                 raise ValueError(f"model {model.name!r} has no layer {layer!r}; layers: {names}")
             layer = model.get_layer(layer)
-        if not _spatial(model, layer):
+        if not _spatial(_shape(model, layer)):
             raise ValueError(f"layer {layer.name!r} is not spatial (convolutional): output shape "
-                             f"{tuple(layer_output(model, layer).shape)}; a CAM needs a (batch, height, "
-                             f"width, channels) output of at least 2 cells")
+                             f"{_shape(model, layer)}; a CAM needs a (batch, height, width, channels) "
+                             f"output of at least 2 cells")
         return layer
     found, seen_conv = None, False
     for lay in model.layers:
         if isinstance(lay, keras.layers.InputLayer):
             continue
         seen_conv = seen_conv or _convolves(lay)
-        if seen_conv and not isinstance(lay, _PASS_THROUGH) and _rank(model, lay) == 4:
+        if seen_conv and not isinstance(lay, _PASS_THROUGH) and len(_shape(model, lay)) == 4:
             found = lay
     if found is None:
         raise ValueError(f"model {model.name!r} has no spatial layer (no convolution with a (batch, height, "
                          f"width, channels) output): CAMs need a convolutional model")
-    if not _spatial(model, found):
+    if not _spatial(_shape(model, found)):
         raise ValueError(f"model {model.name!r}: its last convolutional layer {found.name!r} leaves a "
-                         f"{tuple(layer_output(model, found).shape)[1:3]} map at input {_inputs(model)[0].shape[1:3]}, "
+                         f"{_shape(model, found)[1:3]} map at input {_inputs(model)[0].shape[1:3]}, "
                          f"which has no 'where': train at a larger input size, or name an earlier layer")
     return found
 
