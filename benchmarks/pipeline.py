@@ -161,11 +161,11 @@ def make_data(root: Path, n: int, src_size: int, quality: int = 90) -> tuple[Pat
     reused when already there with the same generator settings, else written again."""
     from cxrnb import synthetic
 
-    generator = f"cxrnb.synthetic.generate(layout='kaggle', image_format='jpeg', jpeg_quality={quality})"
+    generator = f"cxrnb.synthetic.generate(layout='kaggle-pneumonia', image_format='jpeg', jpeg_quality={quality})"
     marker = root / "bench.json"
     if not (marker.exists() and json.loads(marker.read_text())["generator"] == generator):
         shutil.rmtree(root, ignore_errors=True)
-        synthetic.generate(root, layout="kaggle", n_patients=-(-3 * n // 4), classes=("normal", "pneumonia"),
+        synthetic.generate(root, layout="kaggle-pneumonia", n_patients=-(-3 * n // 4), classes=("normal", "pneumonia"),
                            size=src_size, image_format="jpeg", jpeg_quality=quality, seed=0, progress=True)
         marker.write_text(json.dumps({"generator": generator, "n": n, "src_size": src_size}))
     return root / "chest_xray" / "train", generator

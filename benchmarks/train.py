@@ -77,7 +77,7 @@ def make_data(root: Path, n_patients: int, src_size: int) -> Path:
     """A Kaggle-layout synthetic set (JPEG, all patients in train) under `root`; reused when there."""
     from cxrnb import synthetic
 
-    synthetic.ensure(root, layout="kaggle", classes=CLASSES, n_patients=n_patients, size=src_size,
+    synthetic.ensure(root, layout="kaggle-pneumonia", classes=CLASSES, n_patients=n_patients, size=src_size,
                      image_format="jpeg", split_fractions=(1.0, 0.0, 0.0), seed=0, progress=False)
     return root
 

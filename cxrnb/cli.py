@@ -1,6 +1,6 @@
 """The `cxrnb` command: the data steps of the notebooks, for the shell and for scripts.
 
-    cxrnb synth OUT_DIR [--layout kaggle|covid-chestxray|nih|rsna-pneumonia|dicom|chexpert|mimic-cxr-jpg] [--n-patients N] [--classes ...]
+    cxrnb synth OUT_DIR [--layout kaggle-pneumonia|covid-chestxray|nih|rsna-pneumonia|dicom|chexpert|mimic-cxr-jpg] [--n-patients N] [--classes ...]
                         [--class-fractions normal=0.9,effusion=0.1] [--size S] [--shortcut P] [--seed K]
     cxrnb index SOURCE ROOT --out index.csv [--report dropped.csv] [task options]
     cxrnb split index.csv --out split.csv [--val F --test F --seed K] [--official [--fix-leaks]]
@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from .index import check_output, write_index
-from .sources import READERS
+from .sources import SOURCES
 from .synthetic.write import LAYOUTS as SYNTH_LAYOUTS
 
 
@@ -135,7 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("synth", help="write the embedded synthetic chest X-ray dataset")
     s.add_argument("out_dir", type=Path)
-    s.add_argument("--layout", default="kaggle", choices=list(SYNTH_LAYOUTS))
+    s.add_argument("--layout", default="kaggle-pneumonia", choices=list(SYNTH_LAYOUTS))
     s.add_argument("--n-patients", type=int, default=120)
     s.add_argument("--classes", nargs="+", help="default: normal pneumonia covid effusion, or those of "
                    "--class-fractions")
@@ -149,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_synth)
 
     i = sub.add_parser("index", help="read a source, validate every image, write the index CSV")
-    i.add_argument("source", choices=list(READERS))
+    i.add_argument("source", choices=list(SOURCES))
     i.add_argument("root", type=Path)
     i.add_argument("--out", type=Path, required=True)
     i.add_argument("--report", type=Path, help="CSV of dropped rows and reasons")

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 from sklearn.calibration import calibration_curve
-from sklearn.metrics import (accuracy_score, average_precision_score, balanced_accuracy_score,
+from sklearn.metrics import (accuracy_score, average_precision_score,
                              brier_score_loss, classification_report, confusion_matrix, f1_score,
                              precision_recall_curve, roc_auc_score, roc_curve)
 

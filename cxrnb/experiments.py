@@ -27,9 +27,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .evaluate import Evaluation, compare, evaluate, format_interval
+from .evaluate import Evaluation, compare, format_interval
 from .splits import leaky_pair
-from .train import TrainConfig, TrainResult, split_predictions, train
+from .train import Run, TrainConfig, train
 
 if TYPE_CHECKING:
     from .explain import Curves
@@ -93,7 +93,7 @@ class Lesson:
 
     table: pd.DataFrame
     evaluations: dict[str, Evaluation]
-    results: dict[str, TrainResult]
+    results: dict[str, Run]
     claim: str = ""
     effects: list[Effect] = field(default_factory=list)
 
@@ -124,18 +124,10 @@ class Lesson:
         return format_table(self.table).to_string()
 
 
-def evaluation_on_test(result: TrainResult, *, n_boot: int = 2000, threshold: float | None = None) -> Evaluation:
-    """The run's test-split evaluation (majority baseline from its train split), with the samples
-    `compare` needs (the run folder's metrics.json keeps only the intervals)."""
-    y, p, g = split_predictions(result.predictions, result.classes, "test")
-    return evaluate(y, p, result.classes, groups=g, n_boot=n_boot, seed=result.config.seed,
-                    threshold=threshold, majority_class=result.metrics["majority_class"])
-
-
-def learned(result: TrainResult, *, n_boot: int = 2000) -> Lesson:
+def learned(result: Run, *, n_boot: int = 2000) -> Lesson:
     """Did the model learn the finding? Test AUC and balanced accuracy, both with their interval
     above chance (0.5), beside the majority baseline: the first verdict of notebook 03."""
-    ev = evaluation_on_test(result, n_boot=n_boot)
+    ev = result.evaluate("test", n_boot=n_boot)
     effects = [effect(f"test {m.replace('_', ' ')}", ev.ci[m].estimate, ev.ci[m].low, ev.ci[m].high, ci_above=0.5)
                for m in ("auc", "balanced_accuracy")]
     table = pd.DataFrame({m: {"value": ev.ci[m].estimate, "value low": ev.ci[m].low, "value high": ev.ci[m].high}
@@ -162,7 +154,7 @@ def leakage(index: pd.DataFrame, config: TrainConfig, run_root: str | Path, *, v
     results, evals, seen = {}, {}, {}
     for name, split in splits.items():
         results[name] = train(config, split, run_root / name, overwrite=True, cache=cache, n_boot=n_boot)
-        evals[name] = evaluation_on_test(results[name], n_boot=n_boot)
+        evals[name] = results[name].evaluate("test", n_boot=n_boot)
         train_patients = set(split.loc[split["split"] == "train", "patient_id"])
         seen[name] = float(split.loc[split["split"] == "test", "patient_id"].isin(train_patients).mean())
     table = compare(evals["image-level"], evals["patient-level"], names=("image-level", "patient-level"),
@@ -196,7 +188,7 @@ def imbalance(split: pd.DataFrame, config: TrainConfig, run_root: str | Path, *,
     for w in weightings:
         results[w] = train(config.replace(loss_weighting=w), split, run_root / w, overwrite=True,
                            cache=cache, n_boot=n_boot)
-        ev = evals[w] = evaluation_on_test(results[w], n_boot=n_boot)
+        ev = evals[w] = results[w].evaluate("test", n_boot=n_boot)
         row = {}
         for m in ("majority_baseline", "accuracy", "balanced_accuracy", "auc"):
             iv = ev.ci[m]

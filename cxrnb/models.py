@@ -42,38 +42,14 @@ import keras
 from keras import layers, ops
 
 __all__ = [
-    "MODELS", "NORMALIZATIONS", "VGG16_TRAINABLE", "IMAGENET_WEIGHTS", "build_model",
-    "model_class_names", "load", "imagenet_weights_file", "small_cnn", "cnn4",
+    "MODELS", "Architecture", "NORMALIZATIONS", "VGG16_TRAINABLE", "build_model",
+    "model_class_names", "load", "small_cnn", "cnn4",
     "compact", "resnet18", "vgg16", "densenet121", "ClassNames", "MinMaxNormalize",
     "ImageNetPreprocess",
 ]
 
 NORMALIZATIONS = ("auto", "unit", "minmax", "imagenet")
-BACKBONES = ("vgg16", "densenet121")
-
-# model -> (smallest input side in px, why). Own CNNs: the side at which the last feature map is
-# still >= 1 px (tests build each model at its minimum and fail one pixel below).
-MIN_SIZE: dict[str, tuple[int, str]] = {
-    "small_cnn": (6, "two unpadded 3x3 convolutions and a 2x2 max-pool"),
-    "cnn4": (46, "four blocks of an unpadded 3x3 convolution and a 2x2 max-pool"),
-    "compact": (7, "a stride-2 convolution ('same' padding rounds up) and two 2x2 max-pools"),
-    "resnet18": (32, "five stride-2 steps take 32 px down to 1 px"),
-    "vgg16": (32, "Keras' VGG16 minimum: five 2x2 max-pools"),
-    "densenet121": (32, "Keras' DenseNet121 minimum: five stride-2 steps"),
-}
-
-# The no-top ImageNet weight files keras.applications downloads: (file name, URL, md5).
 _DISPLAY = {"vgg16": "VGG16", "densenet121": "DenseNet121"}
-IMAGENET_WEIGHTS: dict[str, tuple[str, str, str | None]] = {
-    "vgg16": ("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-              "https://storage.googleapis.com/tensorflow/keras-applications/vgg16/"
-              "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-              "6d6bbae143d832006294945121d1f1fc"),
-    "densenet121": ("densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                    "https://storage.googleapis.com/tensorflow/keras-applications/densenet/"
-                    "densenet121_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                    "30ee3e1110167f948a6b9946edeeb738"),
-}
 #: Seconds a stalled download socket may wait before the download counts as failed.
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -124,12 +100,6 @@ class MinMaxNormalize(layers.Layer):
         return {**super().get_config(), "epsilon": self.epsilon}
 
 
-_PREPROCESS: dict[str, Callable] = {
-    "vgg16": keras.applications.vgg16.preprocess_input,         # "caffe": RGB->BGR, minus mean
-    "densenet121": keras.applications.densenet.preprocess_input,  # "torch": /255, mean/std
-}
-
-
 @keras.saving.register_keras_serializable(package="cxrnb")
 class ImageNetPreprocess(layers.Layer):
     """A backbone's own ``keras.applications.<net>.preprocess_input`` applied to ``x * 255``:
@@ -137,13 +107,13 @@ class ImageNetPreprocess(layers.Layer):
 
     def __init__(self, backbone: str, **kwargs):
         super().__init__(**kwargs)
-        if backbone not in _PREPROCESS:
+        if backbone not in BACKBONES:
             raise ValueError(f"ImageNetPreprocess: unknown backbone {backbone!r}; "
-                             f"valid: {', '.join(_PREPROCESS)}")
+                             f"valid: {', '.join(BACKBONES)}")
         self.backbone = backbone
 
     def call(self, inputs):
-        return _PREPROCESS[self.backbone](ops.cast(inputs, "float32") * 255.0)
+        return MODELS[self.backbone].preprocess(ops.cast(inputs, "float32") * 255.0)
 
     def compute_output_shape(self, input_shape):
         return input_shape
@@ -181,7 +151,7 @@ def _spec(model: str, *, input_size: int | tuple[int, int] = 128, channels: int 
     size = (input_size, input_size) if _is_int(input_size) else input_size
     if not isinstance(size, (tuple, list)) or len(size) != 2 or not all(map(_is_int, size)):
         raise ValueError(f"input_size must be an int or a (height, width) pair of ints: got {input_size!r}")
-    least, why = MIN_SIZE[model]
+    least, why = MODELS[model].min_size, MODELS[model].why
     if min(size) < least:
         raise ValueError(f"input_size {input_size!r} is too small for {model!r}: it needs at least "
                          f"{least} px per side ({why})")
@@ -390,29 +360,29 @@ def resnet18(**common: Any) -> keras.Model:
 # ImageNet backbones
 # ---------------------------------------------------------------------------------------------
 
-def imagenet_weights_file(model: str) -> str:
-    """Path of ``model``'s no-top ImageNet weights, downloaded by ``keras.utils.get_file`` into
-    the Keras cache when missing. Offline, Keras' download fails deep inside model building;
-    here it fails with one `ConnectionError` sentence saying what to do instead."""
-    fname, url, md5 = IMAGENET_WEIGHTS[model]
+def _backbone(s: _Spec, x) -> keras.Model:
+    """The model's ``keras.applications`` network (no top) on `x`, with its weights: none, a local
+    file, or ImageNet's, which Keras downloads from its own URL into its cache. Offline, that
+    download fails deep inside model building with a bare ``Exception``; here it fails fast (a
+    socket timeout) with one `ConnectionError` sentence saying what to do instead."""
+    net = MODELS[s.model].backbone
+    kwargs = dict(include_top=False, input_tensor=x, input_shape=(*s.hw, 3))
+    if s.weights != "imagenet":
+        return net(weights=s.weights, **kwargs)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # urlretrieve has no timeout of its own
     try:
-        return keras.utils.get_file(fname, url, cache_subdir="models", file_hash=md5)
+        return net(weights="imagenet", **kwargs)
     except Exception as e:  # get_file wraps every URL error in a bare Exception
-        cause = e.__context__ if isinstance(e.__context__, OSError) else e
-        reason = getattr(cause, "reason", None) or cause
+        if type(e) is not Exception or not isinstance(e.__context__, OSError):
+            raise
         raise ConnectionError(
-            f"weights='imagenet' needs to download the {_DISPLAY[model]} ImageNet weights from {url}, which "
-            f"failed ({reason}): run where the network is reachable (e.g. Colab), pass a local "
-            f"weights file (weights='path/to/{fname}'), or weights=None for random "
-            f"initialisation") from e
+            f"weights='imagenet' needs to download the {_DISPLAY[s.model]} ImageNet weights, which failed "
+            f"({e}): run where the network is reachable (e.g. Colab), pass a local weights file "
+            f"(the no-top .h5 that keras.applications.{_DISPLAY[s.model]} downloads into ~/.keras/models), "
+            f"or weights=None for random initialisation") from e
     finally:
         socket.setdefaulttimeout(previous)
-
-
-def _backbone_weights(s: _Spec) -> str | None:
-    return imagenet_weights_file(s.model) if s.weights == "imagenet" else s.weights
 
 
 # Which VGG16 layers train. Article 004's TEXT describes the usual fine-tuning: freeze the first
@@ -444,8 +414,7 @@ def vgg16(*, trainable: str = "last_block", **common: Any) -> keras.Model:
         raise ValueError(f"unknown trainable {trainable!r} for 'vgg16'; valid: {', '.join(VGG16_TRAINABLE)}")
     s = _spec("vgg16", **common)
     inputs, x = _inputs(s, rgb=True)
-    base = keras.applications.VGG16(include_top=False, weights=_backbone_weights(s),
-                                    input_tensor=x, input_shape=(*s.hw, 3))
+    base = _backbone(s, x)
     for layer in base.layers:  # article 004's code, literally
         layer.trainable = True
     if trainable == "article_code":
@@ -473,8 +442,7 @@ def densenet121(**common: Any) -> keras.Model:
     """
     s = _spec("densenet121", **common)
     inputs, x = _inputs(s, rgb=True)
-    base = keras.applications.DenseNet121(include_top=False, weights=_backbone_weights(s),
-                                          input_tensor=x, input_shape=(*s.hw, 3))
+    base = _backbone(s, x)
     x = layers.GlobalAveragePooling2D(name="avg_pool")(base.output)
     return _finish(s, inputs, x)
 
@@ -483,15 +451,42 @@ def densenet121(**common: Any) -> keras.Model:
 # Entry points
 # ---------------------------------------------------------------------------------------------
 
-MODELS: dict[str, Callable[..., keras.Model]] = {
-    "small_cnn": small_cnn, "cnn4": cnn4, "compact": compact,
-    "resnet18": resnet18, "vgg16": vgg16, "densenet121": densenet121,
+@dataclass(frozen=True)
+class Architecture:
+    """A registered model, the one record `build_model`, `TrainConfig` and the tests read.
+
+    `build(**common, **options)` makes it; `min_size` is its smallest input side in px and `why`
+    says why (own CNNs: the side at which the last feature map is still >= 1 px; tests build each
+    model at its minimum and fail one pixel below). ImageNet backbones name their
+    ``keras.applications`` network and its ``preprocess_input`` (None for the own CNNs).
+    """
+
+    build: Callable[..., keras.Model]
+    min_size: int
+    why: str
+    backbone: Callable[..., keras.Model] | None = None
+    preprocess: Callable | None = None
+
+
+#: Every model by name: a new model is one builder and one line here.
+MODELS: dict[str, Architecture] = {
+    "small_cnn": Architecture(small_cnn, 6, "two unpadded 3x3 convolutions and a 2x2 max-pool"),
+    "cnn4": Architecture(cnn4, 46, "four blocks of an unpadded 3x3 convolution and a 2x2 max-pool"),
+    "compact": Architecture(compact, 7, "a stride-2 convolution ('same' padding rounds up) and two 2x2 max-pools"),
+    "resnet18": Architecture(resnet18, 32, "five stride-2 steps take 32 px down to 1 px"),
+    "vgg16": Architecture(vgg16, 32, "Keras' VGG16 minimum: five 2x2 max-pools", keras.applications.VGG16,
+                          keras.applications.vgg16.preprocess_input),  # "caffe": RGB->BGR, minus mean
+    "densenet121": Architecture(densenet121, 32, "Keras' DenseNet121 minimum: five stride-2 steps",
+                                keras.applications.DenseNet121,
+                                keras.applications.densenet.preprocess_input),  # "torch": /255, mean/std
 }
+#: The models with an ImageNet backbone (``weights="imagenet"``, ``normalization="imagenet"``).
+BACKBONES = tuple(k for k, m in MODELS.items() if m.backbone is not None)
 
 
 def _options(name: str) -> list[str]:
     """The model-specific keyword options of a builder (everything but ``**common``)."""
-    params = inspect.signature(MODELS[name]).parameters.values()
+    params = inspect.signature(MODELS[name].build).parameters.values()
     return [p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY]
 
 
@@ -514,9 +509,9 @@ def build_model(name: str, *, input_size: int | tuple[int, int] = 128, channels:
     if unknown:
         raise ValueError(f"unknown option(s) {unknown} for model {name!r}; it takes: "
                          f"{', '.join(_options(name)) or 'no options'}")
-    return MODELS[name](input_size=input_size, channels=channels, num_classes=num_classes,
-                        logits=logits, weights=weights, class_names=class_names,
-                        normalization=normalization, **options)
+    return MODELS[name].build(input_size=input_size, channels=channels, num_classes=num_classes,
+                              logits=logits, weights=weights, class_names=class_names,
+                              normalization=normalization, **options)
 
 
 def model_class_names(model: keras.Model) -> list[str] | None:

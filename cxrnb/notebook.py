@@ -4,10 +4,12 @@ Each notebook's first cell installs cxrnb when it is missing (Colab, a fresh ker
 exact version from the package index, `INSTALL_SOURCE`, made from the package's own version and
 copied into every notebook by `sync_notebooks` (a test checks the copies). "Open in Colab" badges
 and links exist only once `REPOSITORY` names a public repository (`repository`). The parameters
-cell names a dataset and folders; `where` makes ``../outputs`` work from any working directory,
-`prepare_data` makes the embedded synthetic set when asked for it (cheaply reused on re-runs),
-or checks that a real dataset folder exists and says what to put there when it does not.
-`save_split` and `load_split` hand notebook 01's split to the later notebooks. To run a notebook
+cell names a dataset and folders, and `DataSpec` turns them into data: it prepares the folder
+(`prepare_data` makes the embedded synthetic set when asked for it, cheaply reused on re-runs, or
+checks that a real dataset folder exists and says what to put there), indexes it and hands
+notebook 01's split to the later notebooks (`save_split`, `load_split`), so no notebook branches
+on the dataset's name. `ensure_run` gives notebooks 04-05 notebook 03's run. `where` makes
+``../outputs`` work from any working directory. To run a notebook
 with other parameters, use papermill (``papermill 01_data_exploration.ipynb out.ipynb -p SEED 1``).
 """
 from __future__ import annotations
@@ -19,7 +21,10 @@ import platform
 import random
 import re
 import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,18 +41,6 @@ INSTALL_SOURCE = f"cxrnb=={__version__}"
 #: Marks the first cell of every notebook (the install cell that `sync_notebooks` writes).
 INSTALL_TAG = "install"
 
-#: Where each real source can be downloaded, shown when its folder is missing.
-DOWNLOADS = {
-    "covid-chestxray": "git clone https://github.com/ieee8023/covid-chestxray-dataset",
-    "kaggle-pneumonia": "kaggle datasets download -d paultimothymooney/chest-xray-pneumonia",
-    "nih": "https://nihcc.app.box.com/v/ChestXray-NIHCC (Data_Entry_2017.csv + images_*/)",
-    "folder": "any folder of <class>/<image> files",
-    "rsna-pneumonia": "kaggle competitions download -c rsna-pneumonia-detection-challenge",
-    "dicom": "a PACS export sorted into <class>/ folders of DICOM files",
-    "chexpert": "https://stanfordmlgroup.github.io/competitions/chexpert/ (CheXpert-v1.0-small: train.csv, valid.csv)",
-    "mimic-cxr-jpg": "https://physionet.org/content/mimic-cxr-jpg/2.0.0/ (credentialed access; metadata, chexpert, "
-                     "split CSVs and files/)",
-}
 
 
 def install_cell() -> str:
@@ -261,7 +254,9 @@ def prepare_data(dataset: str, data_dir: str | Path, *, seed: int = 0, **synthet
               f"in {data_dir.as_posix()} (seed {seed})")
         return data_dir
     if not data_dir.is_dir():
-        hint = DOWNLOADS.get(dataset, "")
+        from .sources import SOURCES
+
+        hint = SOURCES[dataset].download if dataset in SOURCES else f"no such source; choose one of {sorted(SOURCES)}"
         raise FileNotFoundError(f"{data_dir}: dataset folder for {dataset!r} not found. Get it with: {hint}")
     return data_dir
 
@@ -327,26 +322,82 @@ def load_split(dataset: str, data_dir: str | Path, output_dir: str | Path, *, ta
     return split
 
 
-def ensure_run(run_dir: str | Path, dataset: str, data_dir: str | Path, output_dir: str | Path, *,
-               task: dict | None = None, seed: int = 0, preset: str = "default", image_size: int = 128,
-               epochs: int = 20, **synthetic) -> dict:
-    """Notebook 03's finished run folder, loaded (`cxrnb.train.load_run`); trained first when absent.
+@dataclass(frozen=True)
+class DataSpec:
+    """A dataset as a notebook's parameters cell names it, prepared, indexed and split in one place.
+
+    `dataset` is a source name ("synthetic" or a real one, see `cxrnb.sources`), `data_dir` its
+    folder, `output_dir` where the split, the image cache and the run folders go. `task` holds the
+    reader's options (classes, views ...); `synthetic` the generator's, used only when `dataset`
+    is "synthetic" (so the parameters cell can keep them while naming a real source). `seed`,
+    `val` and `test` fix the patient-level split. Notebooks build one from their parameters and
+    never branch on the dataset's name.
+    """
+
+    dataset: str
+    data_dir: str | Path
+    output_dir: str | Path = "outputs"
+    task: Mapping[str, Any] = field(default_factory=dict)
+    synthetic: Mapping[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    val: float = 0.15
+    test: float = 0.15
+    _root: list = field(default_factory=list, init=False, repr=False, compare=False)  # prepared folder
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The generator's options for the synthetic set, none for a real source."""
+        return dict(self.synthetic) if self.dataset == "synthetic" else {}
+
+    @property
+    def collection(self) -> str:
+        """The collection's name: the source's, or for the synthetic set the layout it imitates."""
+        return str(self.options.get("layout", self.dataset)) if self.dataset == "synthetic" else self.dataset
+
+    def prepare(self) -> Path:
+        """The dataset folder, the synthetic set generated there first (`prepare_data`); its line
+        is printed once per spec (`index` and `split` prepare too)."""
+        if not self._root:
+            self._root.append(prepare_data(self.dataset, self.data_dir, seed=self.seed, **self.options))
+        return self._root[0]
+
+    def index(self, *, progress: bool = False):
+        """`cxrnb.validate.load_index` of the folder: the validated index and its drop report."""
+        from .validate import load_index
+
+        return load_index(self.dataset, self.prepare(), cache=where(self.output_dir) / "cache",
+                          progress=progress, **dict(self.task))
+
+    def split(self):
+        """The patient-level split, reused from ``output_dir/split.csv`` when made with these
+        parameters (`load_split`)."""
+        return load_split(self.dataset, self.data_dir, self.output_dir, task=dict(self.task), seed=self.seed,
+                          val=self.val, test=self.test, **self.options)
+
+    def save_split(self, split) -> Path:
+        """Write `split` as this spec's ``split.csv`` with its parameters (`save_split`)."""
+        return save_split(split, where(self.output_dir), self.dataset, where(self.data_dir), task=dict(self.task),
+                          seed=self.seed, val=self.val, test=self.test, **self.options)
+
+
+def ensure_run(run_dir: str | Path, data: DataSpec, *, preset: str = "default", image_size: int = 128,
+               epochs: int = 20):
+    """Notebook 03's finished run (`cxrnb.train.Run`), loaded; trained first when absent.
 
     Later notebooks explain notebook 03's model. Run alone (no run folder, or an unfinished
-    one), they train the same recipe on the same split here, so they still work top to bottom.
+    one), they train the same recipe on `data`'s split here, so they still work top to bottom.
     Prints one line either way.
     """
-    from .train import INCOMPLETE, TrainConfig, load_run, train
+    from .train import INCOMPLETE, Run, TrainConfig, train
 
     run_dir = where(run_dir)
     if not (run_dir / "metrics.json").is_file() or (run_dir / INCOMPLETE).exists():
-        split = load_split(dataset, data_dir, output_dir, task=task, seed=seed, **synthetic)
-        config = TrainConfig.preset(preset, image_size=image_size, epochs=epochs, seed=seed)
-        train(config, split, run_dir, overwrite=True, cache=where(output_dir) / "cache")
-    run = load_run(run_dir)
-    cfg = run["config"]
-    print(f"run {run_dir.name}: {cfg.name} ({cfg.model}, {cfg.image_size} px), classes {run['classes']}, "
-          f"best epoch {run['metrics']['best_epoch']} of {run['metrics']['epochs_run']}")
+        config = TrainConfig.preset(preset, image_size=image_size, epochs=epochs, seed=data.seed)
+        train(config, data.split(), run_dir, overwrite=True, cache=where(data.output_dir) / "cache")
+    run = Run.load(run_dir)
+    cfg = run.config
+    print(f"run {run_dir.name}: {cfg.name} ({cfg.model}, {cfg.image_size} px), classes {run.classes}, "
+          f"best epoch {run.metrics['best_epoch']} of {run.metrics['epochs_run']}")
     return run
 
 

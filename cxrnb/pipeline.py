@@ -154,6 +154,19 @@ def load_images(
 
 # --------------------------------------------------------------------------- tf.data
 
+def model_input(images: np.ndarray, channels: int | None = 1) -> np.ndarray:
+    """Films as a model takes them: float32 (N, H, W, channels) in [0, 1], gray repeated for 3
+    channels, the same values `make_dataset` feeds (uint8 is scaled by 1/255; float input, already
+    scaled, only gains its channel axis)."""
+    x = np.asarray(images)
+    x = x.astype(np.float32) * np.float32(1.0 / 255.0) if x.dtype == np.uint8 else x.astype(np.float32, copy=False)
+    if x.ndim == 3:
+        x = x[..., None]
+    if channels not in (None, x.shape[-1]) and x.shape[-1] == 1:
+        x = np.repeat(x, channels, axis=-1)
+    return x
+
+
 def _resolve_augment(augment: Augmenter | str | AugmentPolicy | None, seed: int,
                      executor: str) -> Augmenter | None:
     """A callable augmenter; a preset name (e.g. "default") or an `AugmentPolicy` is run by

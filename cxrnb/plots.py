@@ -278,7 +278,6 @@ def save(fig: Figure, path: str | Path, *, dpi: int = DPI) -> Path:
 # Figures for `cxrnb.evaluate` results: confusion matrix, ROC/PR curves, calibration, learning
 # curves and a grid of test predictions. Same conventions as above: each returns a Figure.
 
-from matplotlib.ticker import MaxNLocator  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from .evaluate import Evaluation, calibration, check_inputs  # noqa: E402

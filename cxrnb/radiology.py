@@ -1,5 +1,5 @@
 """Readers of hospital-style sources: RSNA Pneumonia (DICOM + boxes), DICOM class folders,
-CheXpert and MIMIC-CXR-JPG. Same contract as `cxrnb.sources` (registered in its `READERS`).
+CheXpert and MIMIC-CXR-JPG. Same contract as `cxrnb.sources` (registered in its `SOURCES`).
 
 The DICOM readers read each file's header (`cxrnb.dicom.header`: patient id, view, sex, age,
 study, nothing else, so names, birth dates, accession numbers and institutions never reach an
@@ -409,5 +409,14 @@ def read_mimic_cxr_jpg(
     return out
 
 
-S.READERS.update({"rsna-pneumonia": read_rsna_pneumonia, "dicom": read_dicom_folder, "chexpert": read_chexpert,
-                  "mimic-cxr-jpg": read_mimic_cxr_jpg})
+S.register("rsna-pneumonia", read_rsna_pneumonia,
+           layout="stage_2_train_labels.csv and stage_2_train_images/*.dcm",
+           download="kaggle competitions download -c rsna-pneumonia-detection-challenge")
+S.register("dicom", read_dicom_folder, layout="<class>/**/DICOM files (any name)",
+           download="a PACS export sorted into <class>/ folders of DICOM files")
+S.register("chexpert", read_chexpert, layout="train.csv/valid.csv and train/patient*/study*/view*.jpg",
+           download="https://stanfordmlgroup.github.io/competitions/chexpert/ (CheXpert-v1.0-small: train.csv, valid.csv)")
+S.register("mimic-cxr-jpg", read_mimic_cxr_jpg,
+           layout="mimic-cxr-2.0.0-metadata.csv(.gz), -chexpert.csv(.gz) and files/p1x/p*/s*/*.jpg",
+           download="https://physionet.org/content/mimic-cxr-jpg/2.0.0/ (credentialed access; metadata, chexpert, "
+                    "split CSVs and files/)")

@@ -31,7 +31,7 @@ import pandas as pd
 from .evaluate import Interval, _percentiles, bootstrap_ci, evaluate
 from .explain import Explainer, cam, energy_share, explainer
 from .images import read_gray, resize_gray
-from .pipeline import labels_to_ids, load_masks
+from .pipeline import labels_to_ids, load_masks, model_input
 from .splits import group_column
 from .synthetic.render import marker_box, render_image
 from .synthetic.write import encode, film, read_settings
@@ -164,24 +164,12 @@ def _as_stored(rows: pd.DataFrame, stored: list[dict], marks: np.ndarray, size: 
     return out
 
 
-def _to_input(images: np.ndarray, ex: Explainer) -> np.ndarray:
-    x = np.asarray(images)
-    if x.dtype == np.uint8:
-        x = x.astype(np.float32) / 255.0
-    if x.ndim == 3:
-        x = x[..., None]
-    c = ex.input_shape[-1]
-    if c not in (None, x.shape[-1]) and x.shape[-1] == 1:
-        x = np.repeat(x, c, axis=-1)
-    return x
-
-
 def _probabilities(model: keras.Model | Explainer, images, classes: Sequence[str]) -> np.ndarray:
     """Class probabilities (N, K) of uint8 (N, H, W) or float model-input images."""
     ex = explainer(model)
     if len(classes) != ex.n_classes:
         raise ValueError(f"{len(classes)} class names {list(classes)} for a model with {ex.n_classes} classes")
-    return ex.probabilities(_to_input(images, ex))
+    return ex.probabilities(model_input(images, ex.input_shape[-1]))
 
 
 def predict_labels(model: keras.Model | Explainer, images, classes: Sequence[str]) -> np.ndarray:
@@ -308,7 +296,7 @@ def marker_effect(model_marker: keras.Model | Explainer, model_control: keras.Mo
     box = marker_masks(rows[has], size)
     energy = {}
     for m, model in models.items():
-        x = _to_input(films["as generated"][has], explainer(model))
+        x = model_input(films["as generated"][has], explainer(model).input_shape[-1])
         maps = cam(model, x, y[has], "gradcam")
         energy[m] = _mean_interval(energy_share(maps, box), groups[has], n_boot=n_boot, seed=seed, ci=ci)
     drop = {m: _difference(accuracy[m]["as generated"], accuracy[m]["no marker"]) for m in models}

@@ -28,6 +28,7 @@ import os
 import re
 import unicodedata
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -666,44 +667,66 @@ def read_synthetic(root: str | Path, *, classes: Sequence[str] | None = None) ->
     return df
 
 
-#: What each layout looks like, for error messages.
-LAYOUTS = {"synthetic": "synthetic.csv written by cxrnb synth",
-           "covid-chestxray": "metadata.csv and images/",
-           "kaggle-pneumonia": "chest_xray/{train,val,test}/<CLASS>/*.jpeg",
-           "nih": "Data_Entry_2017.csv and images/",
-           "folder": "<class>/*.png|jpg|jpeg folders",
-           "rsna-pneumonia": "stage_2_train_labels.csv and stage_2_train_images/*.dcm",
-           "dicom": "<class>/**/DICOM files (any name)",
-           "chexpert": "train.csv/valid.csv and train/patient*/study*/view*.jpg",
-           "mimic-cxr-jpg": "mimic-cxr-2.0.0-metadata.csv(.gz), -chexpert.csv(.gz) and files/p1x/p*/s*/*.jpg"}
+@dataclass(frozen=True)
+class Source:
+    """A data source, the one record everything else reads: the CLI's choices, the missing-folder
+    hint (`cxrnb.notebook.prepare_data`), error messages and the validation notes.
 
-READERS: dict[str, Callable[..., pd.DataFrame]] = {
-    "synthetic": read_synthetic,
-    "covid-chestxray": read_covid_chestxray,
-    "kaggle-pneumonia": read_kaggle_pneumonia,
-    "nih": read_nih,
-    "folder": read_folder,
-}
+    `reader(root, **task)` returns the raw index (`read_source` checks the options); `layout` says
+    what its folder looks like; `download` where to get it; `patient_ids` whether its files carry
+    patient ids (without them every image is its own patient and a patient-level split cannot be
+    guaranteed). A synthetic layout (`cxrnb.synthetic.LAYOUTS`) has its source's name.
+    """
+
+    name: str
+    reader: Callable[..., pd.DataFrame]
+    layout: str
+    download: str
+    patient_ids: bool = True
 
 
-# The hospital-style readers build on this module's helpers and add themselves to `READERS`.
+#: Every registered source by name (`register`).
+SOURCES: dict[str, Source] = {}
+
+
+def register(name: str, reader: Callable[..., pd.DataFrame], *, layout: str, download: str,
+             patient_ids: bool = True) -> Source:
+    """Add a source: one call per reader, next to it (a new source needs no other edit)."""
+    SOURCES[name] = Source(name, reader, layout, download, patient_ids)
+    return SOURCES[name]
+
+
+register("synthetic", read_synthetic, layout="synthetic.csv written by cxrnb synth",
+         download="cxrnb synth OUT_DIR (the embedded generator: no download)")
+register("covid-chestxray", read_covid_chestxray, layout="metadata.csv and images/",
+         download="git clone https://github.com/ieee8023/covid-chestxray-dataset")
+register("kaggle-pneumonia", read_kaggle_pneumonia, layout="chest_xray/{train,val,test}/<CLASS>/*.jpeg",
+         download="kaggle datasets download -d paultimothymooney/chest-xray-pneumonia")
+register("nih", read_nih, layout="Data_Entry_2017.csv and images/",
+         download="https://nihcc.app.box.com/v/ChestXray-NIHCC (Data_Entry_2017.csv + images_*/)")
+register("folder", read_folder, layout="<class>/*.png|jpg|jpeg folders", download="any folder of <class>/<image> files",
+         patient_ids=False)
+
+
+# The hospital-style readers build on this module's helpers and register themselves.
 from . import radiology as _radiology  # noqa: E402,F401
 
 
 def read_source(source: str, root: str | Path, **task) -> pd.DataFrame:
-    """Dispatch to the reader of `source` (see `READERS`) with task options.
+    """Dispatch to the reader of `source` (see `SOURCES`) with task options.
 
     An option the reader does not take (``classes`` for nih, ``views`` for kaggle-pneumonia)
     is an error listing the options it does take.
     """
-    if source not in READERS:
-        raise ValueError(f"unknown source {source!r}; choose one of {sorted(READERS)}")
-    takes = [k for k, p in inspect.signature(READERS[source]).parameters.items() if p.kind is p.KEYWORD_ONLY]
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}; choose one of {sorted(SOURCES)}")
+    reader = SOURCES[source].reader
+    takes = [k for k, p in inspect.signature(reader).parameters.items() if p.kind is p.KEYWORD_ONLY]
     for k in task:
         if k not in takes:
             raise ValueError(f"source {source!r} does not take option {k!r}; its options are {takes}")
     root = Path(root)
     if not root.is_dir():
         what = "not a folder" if root.exists() else "dataset folder not found"
-        raise FileNotFoundError(f"{root}: {what} (source {source!r}, expected {LAYOUTS[source]})")
-    return READERS[source](root, **task)
+        raise FileNotFoundError(f"{root}: {what} (source {source!r}, expected {SOURCES[source].layout})")
+    return reader(root, **task)

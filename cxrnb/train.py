@@ -306,18 +306,80 @@ def write_text(path: Path, text: str) -> None:
 
 # --------------------------------------------------------------------------- training
 
+@dataclass(frozen=True)
+class Batch:
+    """Films of one part of a run's split, side by side with what the model said about them.
+
+    `images` uint8 (N, H, W) at the model's size; `x` the model's input (`pipeline.model_input`);
+    `y` true and `predicted` class ids (argmax), `proba` (N, K); `lungs` / `lesions` uint8 masks
+    or None (`pipeline.load_masks`); `groups` patient ids (for patient-level intervals); `rows`
+    the split's rows.
+    """
+
+    rows: pd.DataFrame
+    images: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    predicted: np.ndarray
+    proba: np.ndarray
+    lungs: np.ndarray | None
+    lesions: np.ndarray | None
+    groups: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        """True where the predicted class is the label."""
+        return self.predicted == self.y
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+
 @dataclass
-class TrainResult:
-    """What `train` returns: the model (best epoch's weights), its history and the run folder."""
+class Run:
+    """A finished training run: what `train` returns and `Run.load(folder)` reads back.
+
+    Holds the model (best epoch's weights), config, classes, history, split, predictions (one row
+    per film of every part) and metrics.json; `evaluate` scores a part (cached, bootstrap samples
+    kept for `evaluate.compare`), `batch` hands out films with their predictions and masks.
+    `seconds` is the fitting time (None for a loaded run).
+    """
 
     model: Any
-    history: pd.DataFrame
-    run_dir: Path
-    classes: list[str]
     config: TrainConfig
-    metrics: dict[str, Any]
+    classes: list[str]
+    history: pd.DataFrame
+    split: pd.DataFrame
     predictions: pd.DataFrame
-    seconds: float
+    metrics: dict[str, Any]
+    run_dir: Path
+    seconds: float | None = None
+    _evaluations: dict = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> Run:
+        """The run saved in `run_dir`; a clear error for a folder that is not a finished run."""
+        from .index import read_index
+        from .models import load
+
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise FileNotFoundError(f"{run_dir}: no such run folder")
+        if (run_dir / INCOMPLETE).exists() or not (run_dir / "metrics.json").is_file():
+            raise ValueError(f"{run_dir} is not a finished run (training was interrupted or is still running: "
+                             f"{'INCOMPLETE marker present' if (run_dir / INCOMPLETE).exists() else 'no metrics.json'})")
+        info = json.loads((run_dir / "config.json").read_text())
+        return cls(model=load(run_dir / "model.keras")[0], config=TrainConfig.from_dict(info["config"]),
+                   classes=info["classes"], history=pd.read_csv(run_dir / "history.csv"),
+                   split=read_index(run_dir / "split.csv"),
+                   predictions=pd.read_csv(run_dir / "predictions.csv",
+                                           dtype={"patient_id": str, "patient_group": str}),
+                   metrics=json.loads((run_dir / "metrics.json").read_text()), run_dir=run_dir)
+
+    @property
+    def threshold(self) -> float | None:
+        """The binary decision threshold chosen on val (None: argmax)."""
+        return (self.metrics.get("threshold") or {}).get("value")
 
     def summary(self) -> str:
         """One line per split: accuracy and AUC with their CIs beside the majority baseline."""
@@ -325,6 +387,35 @@ class TrainResult:
                  f"{len(self.history)} epochs, best epoch {self.metrics['best_epoch']}"]
         lines += [f"  {s:<5} {metrics_line(self.metrics[s])}" for s in ("val", "test") if s in self.metrics]
         return "\n".join(lines)
+
+    def arrays(self, part: str = "test") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(y, proba, groups) of one part: class ids, probabilities (N, K) and patient groups."""
+        return _arrays(self.predictions, self.classes, part)
+
+    def evaluate(self, part: str = "test", *, threshold: float | None = None, n_boot: int = 2000):
+        """The `evaluate.Evaluation` of one part (argmax, or `threshold` on the last class's
+        probability), majority baseline from the train split, with its bootstrap samples."""
+        key = (part, threshold, n_boot)
+        if key not in self._evaluations:
+            self._evaluations[key] = evaluate_part(self.predictions, self.classes, part, seed=self.config.seed,
+                                                   n_boot=n_boot, threshold=threshold,
+                                                   majority_class=self.metrics["majority_class"])
+        return self._evaluations[key]
+
+    def batch(self, part: str = "test", n: int | None = None, *, cache=None) -> Batch:
+        """The first `n` films (all when None) of one part, in split order, with their predictions."""
+        from .pipeline import load_images, load_masks, model_input
+
+        rows = self.split[self.split["split"] == part].head(n)
+        pred = self.predictions[self.predictions["split"] == part].head(n)
+        if list(pred["path"]) != [str(p) for p in rows["path"]]:
+            raise ValueError(f"{self.run_dir}: predictions.csv and split.csv list different {part} films")
+        size = int(self.model.input_shape[1])
+        images = load_images(rows, size, cache=cache, progress=False)
+        proba = pred[[f"p_{c}" for c in self.classes]].to_numpy(float)
+        lungs, lesions = load_masks(rows, size)
+        return Batch(rows, images, model_input(images, int(self.model.input_shape[-1])), pred["y"].to_numpy(int),
+                     proba.argmax(axis=1), proba, lungs, lesions, pred["patient_group"].astype(str).to_numpy())
 
 
 def metrics_line(m: Mapping[str, Any], digits: int = 2) -> str:
@@ -439,7 +530,7 @@ def train(
     progress: bool = False,
     evaluate_test: bool = True,
     n_boot: int = 2000,
-) -> TrainResult:
+) -> Run:
     """Train `config` on the split's train part, keep the best epoch (on val), evaluate, save the run.
 
     `split` is an index with a `split` column (train/val and optionally test). `cache` is an
@@ -516,7 +607,7 @@ def train(
     write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1, allow_nan=True) + "\n")
     (run_dir / "best.weights.h5").unlink(missing_ok=True)
     (run_dir / INCOMPLETE).unlink()
-    return TrainResult(model, history, run_dir, classes, config, metrics, predictions, seconds)
+    return Run(model, config, classes, history, split, predictions, metrics, run_dir, seconds)
 
 
 def _reset_optimizer(optimizer) -> None:
@@ -596,11 +687,25 @@ def predict_split(model, split: pd.DataFrame, classes: Sequence[str], *, cache=N
     return pd.concat(frames, ignore_index=True)
 
 
-def split_predictions(predictions: pd.DataFrame, classes: Sequence[str], part: str):
-    """(y, proba, groups) arrays of one split of a predictions frame."""
+def _arrays(predictions: pd.DataFrame, classes: Sequence[str], part: str):
+    """(y, proba, groups) arrays of one part of a predictions frame."""
     p = predictions[predictions["split"] == part]
     return (p["y"].to_numpy(int), p[[f"p_{c}" for c in classes]].to_numpy(float),
             p["patient_group"].astype(str).to_numpy())
+
+
+def evaluate_part(predictions: pd.DataFrame, classes: Sequence[str], part: str, *, seed: int = 0,
+                  n_boot: int = 2000, threshold: float | None = None, majority_class: str | None = None):
+    """`evaluate.evaluate` of one part of a predictions frame, patient-level bootstrap (groups from
+    `patient_group`), the majority baseline's class from the train part unless given: the one
+    place a run's part is scored (metrics.json, `Run.evaluate`, `evaluate_run`)."""
+    from .evaluate import evaluate
+
+    if majority_class is None:
+        majority_class = classes[int(predictions.loc[predictions["split"] == "train", "y"].value_counts().idxmax())]
+    y, p, g = _arrays(predictions, classes, part)
+    return evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=seed, threshold=threshold,
+                    majority_class=majority_class)
 
 
 def best_epoch(history: pd.DataFrame, monitor: str = "val_loss") -> int:
@@ -614,15 +719,15 @@ def best_epoch(history: pd.DataFrame, monitor: str = "val_loss") -> int:
 
 def _metrics(predictions, classes, history, config, evaluate_test, n_boot):
     """metrics.json: best epoch, train majority class, a val-chosen threshold, val/test evaluations."""
-    from .evaluate import choose_threshold, evaluate
+    from .evaluate import choose_threshold
 
     train_majority = predictions.loc[predictions["split"] == "train", "y"].value_counts().idxmax()
+    majority = classes[int(train_majority)]
     out: dict[str, Any] = {"classes": list(classes), "epochs_run": int(len(history)),
-                           "best_epoch": best_epoch(history, config.monitor),
-                           "majority_class": classes[int(train_majority)]}
+                           "best_epoch": best_epoch(history, config.monitor), "majority_class": majority}
     threshold = None
     if len(classes) == 2:
-        y, p, _ = split_predictions(predictions, classes, "val")
+        y, p, _ = _arrays(predictions, classes, "val")
         if len(np.unique(y)) == 2:
             threshold = float(choose_threshold(y, p))
             out["threshold"] = {"value": threshold, "rule": "youden", "chosen_on": "val"}
@@ -632,44 +737,15 @@ def _metrics(predictions, classes, history, config, evaluate_test, n_boot):
     for part in ("val", "test") if evaluate_test else ("val",):
         if not (predictions["split"] == part).any():
             continue
-        y, p, g = split_predictions(predictions, classes, part)
-        ev = evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=config.seed,
-                      majority_class=int(train_majority))
-        out[part] = ev.to_dict()
+        common = dict(seed=config.seed, n_boot=n_boot, majority_class=majority)
+        out[part] = evaluate_part(predictions, classes, part, **common).to_dict()
         if threshold is not None:
-            out[part + "_at_threshold"] = evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=config.seed,
-                                                   threshold=threshold, majority_class=int(train_majority)).to_dict()
+            out[part + "_at_threshold"] = evaluate_part(predictions, classes, part, threshold=threshold,
+                                                        **common).to_dict()
     return out
 
 
 # --------------------------------------------------------------------------- run folders
-
-def load_run(run_dir: str | Path) -> dict[str, Any]:
-    """The files of a finished run: model, config, classes, history, split, predictions, metrics.
-
-    Raises a clear error for a folder that is not a run, or whose training did not finish.
-    """
-    from .models import load
-
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"{run_dir}: no such run folder")
-    if (run_dir / INCOMPLETE).exists() or not (run_dir / "metrics.json").is_file():
-        raise ValueError(f"{run_dir} is not a finished run (training was interrupted or is still running: "
-                         f"{'INCOMPLETE marker present' if (run_dir / INCOMPLETE).exists() else 'no metrics.json'})")
-    info = json.loads((run_dir / "config.json").read_text())
-    from .index import read_index
-
-    return {
-        "model": load(run_dir / "model.keras")[0],
-        "config": TrainConfig.from_dict(info["config"]),
-        "classes": info["classes"],
-        "history": pd.read_csv(run_dir / "history.csv"),
-        "split": read_index(run_dir / "split.csv"),
-        "predictions": pd.read_csv(run_dir / "predictions.csv", dtype={"patient_id": str, "patient_group": str}),
-        "metrics": json.loads((run_dir / "metrics.json").read_text()),
-    }
-
 
 def evaluate_run(run_dir: str | Path, *, split: str | Path | pd.DataFrame | None = None,
                  n_boot: int = 2000, progress: bool = False) -> str:
@@ -679,29 +755,24 @@ def evaluate_run(run_dir: str | Path, *, split: str | Path | pd.DataFrame | None
     its rows instead: its val/test parts, or every row when it has no such parts (split "test").
     The binary threshold stays the one chosen on the run's own val split.
     """
-    from .evaluate import evaluate
     from .index import read_index
 
-    run = load_run(run_dir)
-    classes, config, metrics = run["classes"], run["config"], run["metrics"]
+    run = Run.load(run_dir)
     if split is None:
-        data = run["split"]
+        data = run.split
     else:
         data = read_index(split) if not isinstance(split, pd.DataFrame) else split
         if "split" not in data or not data["split"].isin(["val", "test"]).any():
             data = data.assign(split="test")
     data = data[data["split"].isin(["val", "test"])]
-    check_split(pd.concat([run["split"][run["split"]["split"] == "train"], data]), classes)
-    preds = predict_split(run["model"], data, classes)
-    threshold = metrics.get("threshold", {}).get("value")
-    majority = classes.index(metrics["majority_class"])
+    check_split(pd.concat([run.split[run.split["split"] == "train"], data]), run.classes)
+    preds = predict_split(run.model, data, run.classes)
+    config, threshold = run.config, run.threshold
     lines = [f"run {Path(run_dir).as_posix()}: {config.name} ({config.model}, {config.image_size} px), "
-             f"classes {classes}" + (f", threshold {threshold:.3f} (chosen on val)" if threshold is not None else "")]
+             f"classes {run.classes}" + (f", threshold {threshold:.3f} (chosen on val)" if threshold is not None else "")]
     for part in ("val", "test"):
-        if not (preds["split"] == part).any():
-            continue
-        y, p, g = split_predictions(preds, classes, part)
-        ev = evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=config.seed, threshold=threshold,
-                      majority_class=majority)
-        lines += [f"--- {part}", ev.summary()]
+        if (preds["split"] == part).any():
+            ev = evaluate_part(preds, run.classes, part, seed=config.seed, n_boot=n_boot, threshold=threshold,
+                               majority_class=run.metrics["majority_class"])
+            lines += [f"--- {part}", ev.summary()]
     return "\n".join(lines)

@@ -20,7 +20,7 @@ import pandas as pd
 from . import images
 from .images import MAX_PIXELS, ImageCache, ImageError, map_threads
 from .index import INDEX_COLUMNS, REPORT_COLUMNS, check_index, image_paths, plural, scrub_paths
-from .sources import DISK_REASONS, LAYOUTS, read_source
+from .sources import DISK_REASONS, SOURCES, read_source
 from .splits import patient_groups
 
 
@@ -240,8 +240,8 @@ def load_index(
         if crossing:
             notes.append(f"{plural(int(crossing), 'group')} of images with identical pixels span different patient ids: "
                          "those patients are merged into one patient_group for splitting")
-    if source == "folder":
-        notes.append("folder layout has no patient ids: every image counts as its own patient, "
+    if not SOURCES[source].patient_ids:
+        notes.append(f"{source} layout has no patient ids: every image counts as its own patient, "
                      "so a patient-level split cannot be guaranteed")
     report = pd.concat([r for r in reports if len(r)], ignore_index=True) if any(len(r) for r in reports) \
         else raw.iloc[:0][REPORT_COLUMNS]
@@ -249,7 +249,7 @@ def load_index(
     result = LoadResult(kept[cols], report.reset_index(drop=True), notes)
     if not len(kept):
         counts = ", ".join(f"{k} {v}" for k, v in result.report["reason"].value_counts().sort_index().items())
-        raise NoImagesError(f"no images found: {source} at {root} (expected {LAYOUTS[source]}) gave no "
+        raise NoImagesError(f"no images found: {source} at {root} (expected {SOURCES[source].layout}) gave no "
                             f"usable image; the drop report lists {len(result.report)} file(s)"
                             + (f" ({counts})" if counts else ""), result)
     return result

@@ -9,7 +9,7 @@ from cxrnb.index import read_index
 from cxrnb.splits import check_no_leakage
 
 
-@pytest.mark.parametrize("layout, source", [("kaggle", "kaggle-pneumonia"),
+@pytest.mark.parametrize("layout, source", [("kaggle-pneumonia", "kaggle-pneumonia"),
                                             ("covid-chestxray", "covid-chestxray")])
 def test_synth_index_split_round_trip(tmp_path, capsys, layout, source):
     data = tmp_path / "data"

@@ -17,12 +17,11 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import pytest
 
 import cxrnb
 
 REPO = Path(__file__).resolve().parents[1]
-SMALL = {"SYNTHETIC": {"n_patients": 24, "size": 64, "layout": "kaggle", "defects": True, "realistic": True},
+SMALL = {"SYNTHETIC": {"n_patients": 24, "size": 64, "layout": "kaggle-pneumonia", "defects": True, "realistic": True},
          "COVID_SYNTHETIC": {"n_patients": 16, "size": 64, "layout": "covid-chestxray", "realistic": True}}
 
 

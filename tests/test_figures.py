@@ -32,7 +32,7 @@ def data(tmp_path_factory):
     """A small synthetic Kaggle-layout set: its index, films as model inputs, masks and a blob CAM
     per film (peak on the lesion when there is one), labels and probabilities of a fair model."""
     root = tmp_path_factory.mktemp("figures")
-    generate(root, layout="kaggle", n_patients=20, size=SIZE, realistic=True, progress=False)
+    generate(root, layout="kaggle-pneumonia", n_patients=20, size=SIZE, realistic=True, progress=False)
     index = load_index("synthetic", root, progress=False).index
     rows = index.groupby("label", group_keys=False).head(4).reset_index(drop=True)
 

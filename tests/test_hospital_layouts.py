@@ -108,19 +108,26 @@ def test_box_overlay_draws_boxes_over_films(layouts):
 
 @pytest.mark.parametrize("layout", list(TASKS))
 def test_notebooks_01_to_03_data_path_by_parameters_alone(layout, tmp_path, capsys):
-    """Notebook 01's cells (prepare_data, load_index, split), 02-03's `load_split`, on each layout
-    read (a) as DATASET="synthetic" with SYNTHETIC={"layout": ...} and (b) by its own reader."""
+    """Notebooks 01-05's data path (`nb.DataSpec`: prepare, index, split) on each layout, read
+    (a) as DATASET="synthetic" with SYNTHETIC={"layout": ...} and (b) by its own reader with the
+    same SYNTHETIC options still in the parameters cell: they are ignored for a real source."""
     out = tmp_path / "outputs"
-    split = nb.load_split("synthetic", tmp_path / "syn", out / "a", seed=0, layout=layout, **SMALL)
+    synthetic = {"layout": layout, **SMALL}
+    syn = nb.DataSpec("synthetic", tmp_path / "syn", out / "a", synthetic=synthetic, seed=0)
+    split = syn.split()
     check_no_leakage(split)
-    assert set(split["split"]) == {"train", "val", "test"}
-    data_dir = nb.prepare_data("synthetic", tmp_path / "syn", seed=0, layout=layout, **SMALL)
-    res = load_index(layout, data_dir, cache=out / "cache", progress=False, **TASKS[layout])
+    assert set(split["split"]) == {"train", "val", "test"} and syn.collection == layout
+    data_dir = syn.prepare()
+    real = nb.DataSpec(layout, data_dir, out / "b", task=TASKS[layout], synthetic=synthetic, seed=0)
+    assert real.options == {} and real.collection == layout
+    res = real.index()
     assert res.summary().startswith(f"{len(res.index)} images kept")
-    own = nb.load_split(layout, data_dir, out / "b", task=TASKS[layout], seed=0)
+    own = real.split()
     check_no_leakage(own)
-    again = nb.load_split(layout, data_dir, out / "b", task=TASKS[layout], seed=0)  # notebook 02/03: reused
+    again = real.split()  # notebook 02/03: reused
     assert again[["path", "split"]].values.tolist() == own[["path", "split"]].values.tolist()
+    assert own[["path", "split"]].values.tolist() == nb.load_split(
+        layout, data_dir, out / "c", task=TASKS[layout], seed=0)[["path", "split"]].values.tolist()
     if official_column(own):
         assert set(official_split(own, val=0.1, fix_leaks=True)["split"]) <= {"train", "val", "test"}
     x = load_images(own.head(4), 32, progress=False, cache=out / "cache")

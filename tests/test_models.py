@@ -10,7 +10,7 @@ import pytest
 
 from cxrnb import models
 from cxrnb.explain import find_spatial_layer
-from cxrnb.models import (MIN_SIZE, MODELS, VGG16_TRAINABLE, ImageNetPreprocess, MinMaxNormalize,
+from cxrnb.models import (MODELS, VGG16_TRAINABLE, ImageNetPreprocess, MinMaxNormalize,
                           build_model, model_class_names)
 
 # model -> (tiny input side, expected Grad-CAM layer)
@@ -162,7 +162,7 @@ def test_local_weights_files_load(tmp_path):
 
 @pytest.mark.parametrize("name", [m for m in MODELS if m not in ("vgg16", "densenet121")])
 def test_own_models_build_at_their_minimum_size_and_refuse_one_pixel_less(name):
-    least = MIN_SIZE[name][0]
+    least = MODELS[name].min_size
     assert build_model(name, input_size=least).output.shape == (None, 2)
     with pytest.raises(ValueError, match=rf"too small for '{name}': it needs at least {least} px"):
         build_model(name, input_size=least - 1)
@@ -210,18 +210,24 @@ def test_bad_input_is_refused_with_a_clear_message(kwargs, error, match):
         build_model(kwargs.pop("name"), **kwargs)
 
 
-@pytest.mark.parametrize("name,display", [("vgg16", "VGG16"), ("densenet121", "DenseNet121")])
-def test_imagenet_weights_offline_fail_fast_with_one_sentence(monkeypatch, tmp_path, name, display):
-    # An unreachable origin (connection refused on the discard port) and a file name that is not
-    # in the Keras cache: the real download code fails, on any machine, in well under a second.
-    fname, _, _ = models.IMAGENET_WEIGHTS[name]
-    url = f"http://127.0.0.1:9/{fname}"
-    monkeypatch.setitem(models.IMAGENET_WEIGHTS, name, (f"cxrnb-test-absent-{tmp_path.name}.h5", url, None))
+@pytest.mark.parametrize("name,display,module,url", [
+    ("vgg16", "VGG16", "vgg16", "WEIGHTS_PATH_NO_TOP"),
+    ("densenet121", "DenseNet121", "densenet", "DENSENET121_WEIGHT_PATH_NO_TOP")])
+def test_imagenet_weights_offline_fail_fast_with_one_sentence(monkeypatch, tmp_path, name, display, module, url):
+    # Keras' own download code, pointed at an unreachable origin (connection refused on the
+    # discard port) with an empty cache: it fails on any machine in well under a second.
+    import importlib
+
+    from keras.src.backend import config
+
+    monkeypatch.setattr(importlib.import_module(f"keras.src.applications.{module}"), url, "http://127.0.0.1:9/w.h5")
+    monkeypatch.setattr(config, "keras_home", lambda: str(tmp_path))
     monkeypatch.setattr(models, "DOWNLOAD_TIMEOUT_S", 2.0)
     start = time.perf_counter()
     with pytest.raises(ConnectionError, match=(
-            rf"weights='imagenet' needs to download the {display} ImageNet weights from {url}, which "
-            rf"failed \(.+\): run where the network is reachable \(e.g. Colab\), pass a local weights "
+            rf"weights='imagenet' needs to download the {display} ImageNet weights, which failed "
+            rf"\(.+\): run where the network is reachable \(e.g. Colab\), pass a local weights "
             rf"file .*, or weights=None for random initialisation")):
         build_model(name, input_size=32, weights="imagenet")
+    assert not list(tmp_path.rglob("*.h5"))  # nothing half-downloaded left in the cache
     assert time.perf_counter() - start < 10

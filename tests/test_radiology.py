@@ -2,7 +2,6 @@
 layouts with their quirks, the privacy rule, and the real RSNA subset when present)."""
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 import pytest
 from conftest import xray_like

@@ -152,7 +152,7 @@ def marker_data(tmp_path_factory):
     from cxrnb.synthetic import generate
 
     root = tmp_path_factory.mktemp("marker")
-    generate(root, n_patients=12, size=STORED, layout="kaggle", classes=["normal", "pneumonia"], shortcut=0.9,
+    generate(root, n_patients=12, size=STORED, layout="kaggle-pneumonia", classes=["normal", "pneumonia"], shortcut=0.9,
              split_fractions=(0.7, 0.0, 0.3), progress=False)
     return read_synthetic(root)
 

@@ -381,7 +381,7 @@ def test_listed_name_differing_in_case_or_unicode_names_the_near_match(tmp_path,
 def test_a_missing_file_without_a_near_match_has_a_clean_detail_and_notes_count_right(tmp_path):
     from cxrnb import synthetic
 
-    synthetic.generate(tmp_path, layout="kaggle", n_patients=12, size=64, defects=True, seed=0, progress=False)
+    synthetic.generate(tmp_path, layout="kaggle-pneumonia", n_patients=12, size=64, defects=True, seed=0, progress=False)
     res = load_index("synthetic", tmp_path, progress=False)
     missing = res.report[res.report["reason"] == "missing file"]
     assert list(missing["detail"]) == ["listed in the metadata but not on disk"]  # no "; nan"
@@ -497,3 +497,34 @@ def test_covid_file_listed_twice_with_different_findings_is_used_under_neither(t
     assert conflict["reason"].tolist() == ["conflicting listings"] * 2
     assert all("COVID-19" in d and "No Finding" in d and "line 2" in d and "line 3" in d for d in conflict["detail"])
     assert res.report.set_index("path").loc["images/b.png", "reason"] == "duplicate listing"
+
+
+def test_a_source_is_one_register_call_that_the_cli_notebooks_and_generator_read(tmp_path, monkeypatch, write_image,
+                                                                                  capsys):
+    """Adding a source is one `register` call: the CLI accepts it, `load_index` reads it, the
+    notebooks' missing-folder error shows its download hint and validation notes that it has no
+    patient ids; every synthetic layout is a registered source's name."""
+    import cxrnb.notebook as nb
+    from cxrnb import sources, synthetic
+    from cxrnb.cli import main
+
+    assert set(synthetic.LAYOUTS) <= set(sources.SOURCES)
+    assert all(s.name == k and s.layout and s.download for k, s in sources.SOURCES.items())
+    monkeypatch.setitem(sources.SOURCES, "mine", None)  # removed again after the test
+
+    def read_mine(root, *, classes=None):
+        return sources.read_folder(root, classes=classes).assign(source="mine")
+
+    sources.register("mine", read_mine, layout="<class>/ folders, my way", download="ask the archive",
+                     patient_ids=False)
+    for k, c in enumerate(("normal", "pneumonia")):
+        for i in range(2):
+            write_image(tmp_path / "data" / c / f"{i}.png", seed=2 * k + i)
+    res = load_index("mine", tmp_path / "data", progress=False)
+    assert len(res.index) == 4 and any("mine layout has no patient ids" in n for n in res.notes)
+    assert main(["-q", "index", "mine", str(tmp_path / "data"), "--out", str(tmp_path / "i.csv")]) == 0
+    assert (tmp_path / "i.csv").is_file()
+    with pytest.raises(FileNotFoundError, match="ask the archive"):
+        nb.prepare_data("mine", tmp_path / "absent")
+    with pytest.raises(FileNotFoundError, match="no such source; choose one of"):
+        nb.prepare_data("theirs", tmp_path / "absent")

@@ -35,8 +35,8 @@ def _gray(path: Path) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def kaggle(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
-    root = tmp_path_factory.mktemp("kaggle")
-    return root, generate(root, layout="kaggle", seed=3, **SMALL)
+    root = tmp_path_factory.mktemp("kaggle-pneumonia")
+    return root, generate(root, layout="kaggle-pneumonia", seed=3, **SMALL)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def covid(tmp_path_factory) -> tuple[Path, pd.DataFrame]:
 
 def test_same_seed_gives_byte_identical_files_and_manifest(tmp_path, kaggle):
     root, manifest = kaggle
-    again = generate(tmp_path / "again", layout="kaggle", seed=3, **SMALL)
+    again = generate(tmp_path / "again", layout="kaggle-pneumonia", seed=3, **SMALL)
     assert _files(root) == _files(tmp_path / "again")
     pd.testing.assert_frame_equal(manifest, again)
 
@@ -71,7 +71,7 @@ def test_render_image_is_a_pure_function():
 def test_different_seed_gives_different_pixels(tmp_path, kaggle):
     assert not np.array_equal(render_image(0, 1, 0, "normal", size=64)[0],
                               render_image(1, 1, 0, "normal", size=64)[0])
-    other = generate(tmp_path / "s4", layout="kaggle", seed=4, **SMALL)
+    other = generate(tmp_path / "s4", layout="kaggle-pneumonia", seed=4, **SMALL)
     root, manifest = kaggle
     a = _gray(root / manifest["path"].iloc[0])
     b = _gray(tmp_path / "s4" / other["path"].iloc[0])

@@ -17,7 +17,7 @@ from cxrnb import cli
 from cxrnb.splits import split_by_patient
 from cxrnb.synthetic import generate
 from cxrnb.train import (INCOMPLETE, PRESETS, TrainConfig, best_epoch, check_split, class_weights, evaluate_run,
-                         load_run, mistake_weighted_loss, replica_split, train)
+                         Run, mistake_weighted_loss, replica_split, train)
 from cxrnb.validate import load_index
 
 TINY = dict(image_size=48, batch_size=8, epochs=2, augment="none", early_stopping=None, reduce_lr=None)
@@ -150,17 +150,24 @@ def test_run_folder_is_complete_and_reloadable(easy_split, tmp_path):
     for f in ("model.keras", "config.json", "history.csv", "metrics.json", "predictions.csv", "split.csv"):
         assert (run / f).is_file(), f
     assert not (run / INCOMPLETE).exists()
-    loaded = load_run(run)
-    assert loaded["classes"] == ["effusion", "normal"]
-    assert len(loaded["history"]) == 2
-    m = loaded["metrics"]
-    assert {"val", "test", "threshold", "majority_class", "best_epoch"} <= set(m)
-    # the saved model reproduces the stored predictions
-    x_pred = result.predictions
-    test = x_pred[x_pred["split"] == "test"]
+    loaded = Run.load(run)
+    assert loaded.classes == result.classes == ["effusion", "normal"]
+    assert len(loaded.history) == 2 and loaded.seconds is None
+    assert {"val", "test", "threshold", "majority_class", "best_epoch"} <= set(loaded.metrics)
+    pd.testing.assert_frame_equal(loaded.predictions, result.predictions, check_dtype=False)
+    # the loaded run scores a part exactly as the trained one, and caches the evaluation
+    assert loaded.evaluate("test", n_boot=100).summary() == result.evaluate("test", n_boot=100).summary()
+    assert loaded.evaluate("test", n_boot=100) is loaded.evaluate("test", n_boot=100)
+    assert loaded.threshold == result.metrics["threshold"]["value"]
+    # a batch's model inputs reproduce the stored predictions; its labels and masks line up
+    batch = loaded.batch("test", 5)
+    assert len(batch) == 5 and batch.images.dtype == np.uint8 and batch.x.shape == (5, 48, 48, 1)
+    np.testing.assert_allclose(loaded.model.predict(batch.x, verbose=0), batch.proba, atol=1e-5)
+    assert list(batch.y) == [loaded.classes.index(c) for c in batch.rows["label"]]
+    assert batch.lungs.shape == batch.images.shape and set(np.unique(batch.lungs)) <= {0, 255}
     again = evaluate_run(run, n_boot=50)
     assert "test" in again and "val" in again
-    assert len(test) == int((easy_split["split"] == "test").sum())
+    assert len(loaded.arrays("test")[0]) == int((easy_split["split"] == "test").sum())
 
 
 def test_a_runs_model_loads_in_a_fresh_process_exactly_as_the_readme_says(easy_split, tmp_path):
@@ -205,7 +212,7 @@ def test_interrupted_run_is_marked_incomplete(easy_split, tmp_path, monkeypatch)
     assert (run / INCOMPLETE).is_file()
     assert not (run / "metrics.json").exists()
     with pytest.raises(ValueError, match="not a finished run"):
-        load_run(run)
+        Run.load(run)
 
 
 def test_same_seed_gives_the_same_metrics(easy_split, tmp_path):

@@ -138,8 +138,8 @@ def test_validate_images_lowers_bomb_limit(tmp_path, write_image):
 
 
 @pytest.mark.parametrize("layout, source, expected", [
-    ("kaggle", "kaggle-pneumonia", {"empty file", "corrupt image", "not an image"}),
-    ("kaggle", "synthetic", {"empty file", "corrupt image", "not an image", "missing file", "duplicate listing"}),
+    ("kaggle-pneumonia", "kaggle-pneumonia", {"empty file", "corrupt image", "not an image"}),
+    ("kaggle-pneumonia", "synthetic", {"empty file", "corrupt image", "not an image", "missing file", "duplicate listing"}),
     ("covid-chestxray", "covid-chestxray", {"empty file", "corrupt image", "not an image", "missing file",
                                             "duplicate listing", "filtered: view", "filtered: modality"}),
 ])

@@ -28,8 +28,8 @@ SMALL = dict(n_patients=60, size=64, realistic=True, progress=False)
 
 @pytest.fixture(scope="module")
 def kaggle(tmp_path_factory):
-    root = tmp_path_factory.mktemp("kaggle")
-    generate(root, layout="kaggle", **SMALL)
+    root = tmp_path_factory.mktemp("kaggle-pneumonia")
+    generate(root, layout="kaggle-pneumonia", **SMALL)
     return root, load_index("kaggle-pneumonia", root, progress=False, classes=["normal", "bacteria", "virus"]).index
 
 
@@ -40,7 +40,7 @@ def test_kaggle_layout_holds_a_paediatric_pneumonia_population(kaggle):
     assert m["age"].between(1, 5).all()
     assert m["view"].isna().all()  # Kaggle records no view
     share = m.drop_duplicates("patient_id")["label"].value_counts(normalize=True)
-    assert share["pneumonia"] == pytest.approx(POPULATIONS["kaggle"]["class_fractions"]["pneumonia"], abs=0.05)
+    assert share["pneumonia"] == pytest.approx(POPULATIONS["kaggle-pneumonia"]["class_fractions"]["pneumonia"], abs=0.05)
     assert set(index["label"]) == {"normal", "bacteria", "virus"}
 
 
@@ -159,7 +159,7 @@ def test_figures_are_projector_sized_with_a_colour_legend(kaggle):
 
 
 def test_sample_grid_legend_names_the_overlay_colours(tmp_path):
-    generate(tmp_path, layout="kaggle", **{**SMALL, "n_patients": 6})
+    generate(tmp_path, layout="kaggle-pneumonia", **{**SMALL, "n_patients": 6})
     index = load_index("synthetic", tmp_path, progress=False).index
     fig = plots.sample_grid(index, n_per_class=1)
     (legend,) = fig.legends

@@ -28,23 +28,24 @@ from . import hospital
 from .render import (_T_CLASSES, _T_META, _T_SHORTCUT, _T_VIEW, CLASSES, _check_int, _check_label, _check_unit,
                      _image_view, _patient_meta, _rng, render_image)
 
-LAYOUTS = ("kaggle", "covid-chestxray", "nih") + hospital.LAYOUTS
+LAYOUTS = ("kaggle-pneumonia", "covid-chestxray", "nih") + hospital.LAYOUTS
 
 #: `shortcut_class` value that marks films of every class alike (the marker is then no shortcut).
 ANY_CLASS = "any"
 
 #: Bumped whenever the files change for the same arguments, so `ensure` regenerates older data.
-GENERATOR_VERSION = 6  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
+GENERATOR_VERSION = 7  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
 #                        4: realistic covid-chestxray films look like publication figures;
 #                        5: rsna-pneumonia, dicom, chexpert, mimic-cxr-jpg layouts;
-#                        6: larger bacterial consolidations and marker; difficulty ranges
+#                        6: larger bacterial consolidations and marker; difficulty ranges;
+#                        7: each layout named as its source (kaggle -> kaggle-pneumonia), same films
 
 #: The population of each layout's real source, used when ``realistic=True`` and no classes
 #: are given: patient share per class, share of AP films per class (AP: sicker, bed-bound
 #: patients), age range in years, share of files stored in RGB.
 POPULATIONS = {
     # Kaggle chest-xray-pneumonia: paediatric (1-5 years), about 3 pneumonia films per normal one
-    "kaggle": dict(class_fractions={"normal": 0.27, "pneumonia": 0.73},
+    "kaggle-pneumonia": dict(class_fractions={"normal": 0.27, "pneumonia": 0.73},
                    ap_share={"normal": 0.3, "pneumonia": 0.3}, ages=(1, 5), rgb=0.06),
     # ieee8023 covid-chestxray: adults; COVID-19 films mostly AP, the few normals mostly PA
     # Its films are figures taken from publications: cropped tighter, contrast-stretched, and
@@ -109,7 +110,7 @@ _NOTES = {
 
 def _defaults() -> dict:
     """Generation arguments of `generate` with their defaults (what `ensure` compares)."""
-    return dict(layout="kaggle", n_patients=120, classes=None, class_fractions=None, size=256,
+    return dict(layout="kaggle-pneumonia", n_patients=120, classes=None, class_fractions=None, size=256,
                 images_per_patient=(1, 4), difficulty=0.5, shortcut=0.0, shortcut_class=None,
                 seed=0, image_format=None, jpeg_quality=90, split_fractions=(0.75, 0.05, 0.20),
                 defects=False, realistic=False, likeness=0.0)
@@ -186,7 +187,7 @@ def _settings(**kwargs) -> dict:
     fmt = a["image_format"]
     if fmt is None:
         # NIH: PNG, covid-chestxray: mostly PNG; the DICOM layouts ignore it
-        fmt = "jpeg" if a["layout"] in ("kaggle", "chexpert", "mimic-cxr-jpg") else "png"
+        fmt = "jpeg" if a["layout"] in ("kaggle-pneumonia", "chexpert", "mimic-cxr-jpg") else "png"
     fmt = str(fmt).lower()
     fmt = {"jpg": "jpeg"}.get(fmt, fmt)
     if fmt not in ("jpeg", "png"):
@@ -317,7 +318,7 @@ def read_manifest(out_dir: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype={c: str for c in _STR_COLUMNS if c in head})
 
 
-def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 120,
+def generate(out_dir: str | Path, *, layout: str = "kaggle-pneumonia", n_patients: int = 120,
              classes: Sequence[str] | None = None, class_fractions: Mapping[str, float] | None = None,
              size: int = 256,
              images_per_patient: tuple[int, int] = (1, 4),
@@ -329,8 +330,9 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
              progress: bool = True) -> pd.DataFrame:
     """Write the dataset under out_dir and return its manifest (also written as out_dir/synthetic.csv).
 
-    `layout` picks the on-disk layout of a real source, so its reader loads the data unchanged:
-    ``kaggle`` = ``chest_xray/<train|val|test>/<CLASS>/`` with Kaggle file names (split by
+    `layout` (a source's name, `cxrnb.sources.SOURCES`) picks the on-disk layout of that real source, so its
+    reader loads the data unchanged:
+    ``kaggle-pneumonia`` = ``chest_xray/<train|val|test>/<CLASS>/`` with Kaggle file names (split by
     patient with `cxrnb.splits.split_by_patient` and `split_fractions`; a set too small for a val
     or test split gets none; the folder is the manifest's ``kaggle_split``), ``covid-chestxray`` =
     ieee8023 ``metadata.csv`` + ``images/``, ``nih`` = ``Data_Entry_2017.csv`` +
@@ -371,7 +373,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle", n_patients: int = 1
     _prepare_dir(out)
     _write_settings(out, st, complete=False)
     seed, fmt = st["seed"], st["image_format"]
-    kaggle, nih = st["layout"] == "kaggle", st["layout"] == "nih"
+    kaggle, nih = st["layout"] == "kaggle-pneumonia", st["layout"] == "nih"
     other = st["layout"] if st["layout"] in hospital.LAYOUTS else None  # see `hospital.place`
     pop = POPULATIONS[st["layout"]] if st["realistic"] else None
     labels = _patient_labels(st["n_patients"], st["classes"], seed, st["class_fractions"])
@@ -621,8 +623,8 @@ def _write_defects(out: Path, rows: list[dict], meta: list[dict], st: dict) -> N
     view and a CT row. Patients 9001.. never collide with the generated ones.
     """
     seed, size, layout = st["seed"], st["size"], st["layout"]
-    kaggle, nih = layout == "kaggle", layout == "nih"
-    folder = Path({"kaggle": "chest_xray/train/NORMAL", "nih": "images_001/images"}.get(layout, "images"))
+    kaggle, nih = layout == "kaggle-pneumonia", layout == "nih"
+    folder = Path({"kaggle-pneumonia": "chest_xray/train/NORMAL", "nih": "images_001/images"}.get(layout, "images"))
     (out / folder).mkdir(parents=True, exist_ok=True)
     ext = ".jpeg" if kaggle else ".png" if nih else ".jpg"
     img, _, _ = render_image(seed, 9002, 0, "normal", size=size, difficulty=patient_difficulty(st, 9002))

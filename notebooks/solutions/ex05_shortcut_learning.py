@@ -11,7 +11,7 @@ import numpy as np
 from cxrnb import shortcut
 from cxrnb.synthetic import generate, render_image
 
-MARKER = dict(n_patients=40, size=64, layout="kaggle", classes=["normal", "pneumonia"], difficulty=0.5,
+MARKER = dict(n_patients=40, size=64, layout="kaggle-pneumonia", classes=["normal", "pneumonia"], difficulty=0.5,
               progress=False)
 
 
