@@ -365,3 +365,19 @@ def test_compact_pooled_blocks_sets_the_cam_grid():
         build_model("compact", input_size=64, num_classes=2, pooled_blocks=4)
     with pytest.raises(ValueError, match="stem_stride"):
         build_model("compact", input_size=64, num_classes=2, stem_stride=3)
+
+
+def test_ensure_run_trains_notebook_03s_run_when_absent_then_reuses_it(tmp_path, capsys):
+    """Notebooks 04-05 run alone: `ensure_run` trains the preset on the spec's split once, then loads it."""
+    import cxrnb.notebook as nb
+
+    data = nb.DataSpec("synthetic", tmp_path / "data", tmp_path / "out", seed=0,
+                       synthetic={"n_patients": 24, "size": 64, "classes": ["normal", "effusion"]})
+    run = nb.ensure_run(tmp_path / "out" / "runs" / "03_main", data, image_size=32, epochs=1)
+    assert isinstance(run, Run) and run.config.image_size == 32 and set(run.classes) == {"effusion", "normal"}
+    model_file = run.run_dir / "model.keras"
+    stamp = model_file.stat().st_mtime_ns
+    again = nb.ensure_run(run.run_dir, data, image_size=32, epochs=1)
+    assert model_file.stat().st_mtime_ns == stamp  # loaded, not trained again
+    pd.testing.assert_frame_equal(again.predictions, run.predictions, check_dtype=False)
+    assert capsys.readouterr().out.count("run 03_main: default (compact, 32 px)") == 2
