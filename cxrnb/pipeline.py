@@ -182,11 +182,11 @@ def _resolve_augment(augment: Augmenter | str | AugmentPolicy | None, seed: int,
 
 
 def _seedable(augment: Augmenter) -> bool:
-    """True for an augmenter that takes a per-batch ``seed`` tensor (the Keras executor, the
-    OpenCV executor)."""
+    """True for an augmenter that takes a per-batch ``seed`` tensor: one that follows the
+    `cxrnb.augment.Augmenter` protocol, as every executor does; a plain callable does not."""
     from . import augment as aug
 
-    return isinstance(augment, (aug.OpenCVAugmenter, aug.CXRAugment))
+    return isinstance(augment, aug.Augmenter)
 
 
 def _check_augment(augment: Augmenter, hw: tuple[int, int], seeded: bool = False) -> None:
@@ -239,12 +239,12 @@ def make_dataset(
     ``tf.numpy_function``, several times the rate of the in-graph TF warp on CPU); "keras" (`keras_augmenter`, the same policy, distributions and
     arithmetic, pure TF ops) is for graphs that must not call Python (TPU, SavedModel).
     `seed` fixes the shuffle order (a new order each epoch, the same sequence of orders each run)
-    and the augmentation draws. The OpenCV and Keras executors get a per-batch seed,
-    ``[their own seed, a number drawn for the batch from `seed`]`` (new numbers each epoch, the
+    and the augmentation draws. Every executor (OpenCV, Keras, imgaug) gets a per-batch seed,
+    ``[its own seed, a number drawn for the batch from `seed`]`` (new numbers each epoch, the
     same each run), so batches are augmented in parallel and still identically in every run.
-    `deterministic` only matters for an augmenter that takes no seed (a plain callable, the
-    imgaug executor): True augments one batch at a time, so its draws land on the same batches
-    every run; False augments in parallel (faster, run-dependent order).
+    `deterministic` only matters for a plain callable, which takes no seed: True augments one
+    batch at a time, so its draws land on the same batches every run; False augments in
+    parallel (faster, run-dependent order).
 
     Images are decoded once, up front (`load_images`; `cache` skips decoding what validation
     already decoded). `in_memory=False` instead streams the pixels from the on-disk `cache`
@@ -310,12 +310,6 @@ def make_dataset(
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
     # ds: (uint8 (B, H, W), labels) batches
-    def to_float(x, y):
-        return tf.cast(x, tf.float32)[..., None], y  # (B, H, W, 1), 0..255
-
-    def augment_batch(x, y):
-        return tf.clip_by_value(tf.cast(augment(x), tf.float32), 0.0, 255.0), y
-
     def finish(x, y):
         x = x * (1.0 / 255.0)
         if channels == 3:
@@ -326,26 +320,25 @@ def make_dataset(
             y = tf.cast(y, tf.float32)[:, None]
         return x, y
 
-    if seeded:
-        # Stateless draws from a per-batch seed: the batch's draw does not depend on which
-        # parallel call runs first, so the map is parallel and reproducible. Dataset.random
-        # gives each batch a number, a new sequence each epoch, the same sequences each run.
-        base = tf.constant(np.random.randint(2**31) if augment.seed is None else int(augment.seed), tf.int64)
-
-        def augment_seeded(batch, r):
-            x, y = batch  # the uint8 batch goes straight to the executor's lookup table
-            return finish(augment(x[..., None], seed=tf.stack([base, r])), y)  # output is clipped
-
-        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
-        ds = ds.map(augment_seeded, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    elif augment is not None:
-        # Without a per-batch seed, random layers advance a seed state per call: one call at a
-        # time gives every batch the same draw in every run; parallel calls race for the state.
-        ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-        ds = ds.map(augment_batch, num_parallel_calls=None if deterministic else tf.data.AUTOTUNE)
-        ds = ds.map(finish, num_parallel_calls=tf.data.AUTOTUNE)
+    if augment is None:
+        ds = ds.map(lambda x, y: finish(tf.cast(x, tf.float32)[..., None], y), num_parallel_calls=tf.data.AUTOTUNE)
     else:
-        ds = ds.map(lambda x, y: finish(*to_float(x, y)), num_parallel_calls=tf.data.AUTOTUNE)
+        # Every executor draws from a per-batch seed, statelessly: the batch's draw does not depend
+        # on which parallel call runs first, so the map is parallel and reproducible.
+        # Dataset.random gives each batch a number, a new sequence each epoch, the same sequences
+        # each run. A plain callable ignores it; its random layers advance a seed state per call,
+        # so it runs one call at a time (`deterministic`): parallel calls would race for the state.
+        own = getattr(augment, "seed", None)
+        base = tf.constant(np.random.randint(2**31) if own is None else int(own), tf.int64)
+
+        def augment_batch(batch, r):
+            x, y = batch  # the uint8 batch goes straight to an executor's lookup table
+            out = augment(x[..., None], seed=tf.stack([base, r])) if seeded else augment(tf.cast(x, tf.float32)[..., None])
+            return finish(tf.clip_by_value(tf.cast(out, tf.float32), 0.0, 255.0), y)
+
+        parallel = seeded or not deterministic
+        ds = tf.data.Dataset.zip(ds, tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True))
+        ds = ds.map(augment_batch, num_parallel_calls=tf.data.AUTOTUNE if parallel else None, deterministic=True)
     # The graph is already what tf.data's static rewrites would make of it (parallel maps, a
     # final prefetch); skipping them halves the wait for the first batch and changes no value.
     options = tf.data.Options()

@@ -245,7 +245,7 @@ def test_works_inside_tf_data_map_on_batches(executor):
     assert np.abs(a - x).mean() > 5
 
 
-@pytest.mark.parametrize("executor", ["keras", "opencv"])
+@pytest.mark.parametrize("executor", ["keras", "opencv", "imgaug"])
 def test_per_batch_seed_makes_a_parallel_map_reproducible(executor):
     x = textured(n=32)
 

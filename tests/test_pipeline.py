@@ -272,10 +272,11 @@ def test_same_seed_gives_the_same_augmented_batches(index):
     assert not np.array_equal(augmented, plain)  # the preset did change the pixels
 
 
-@pytest.mark.parametrize("executor", ["keras", "opencv"])
+@pytest.mark.parametrize("executor", ["keras", "opencv", "imgaug"])
 def test_seeded_executors_are_parallel_reproducible_and_new_each_epoch(index, monkeypatch, executor):
-    """The Keras and OpenCV executors get a per-batch seed: the same batches in every run although
-    the map runs in parallel; new draws each epoch (also without shuffling); their own seed matters."""
+    """Every executor gets a per-batch seed (one augmentation path): the same batches in every run
+    although the map runs in parallel; new draws each epoch (also without shuffling); their own
+    seed matters."""
     maps = []
     real_map = tf.data.Dataset.map
 
@@ -302,6 +303,28 @@ def test_seeded_executors_are_parallel_reproducible_and_new_each_epoch(index, mo
     assert not np.allclose(s1, s2)  # same order, new draws
     plain = np.concatenate([b[0] for b in batches(make_dataset(index, CLASSES, **{**kw, "training": False}))])
     assert np.abs(s1 - plain).mean() > 0.01
+
+
+def test_a_plain_callable_augments_one_batch_at_a_time_unless_told_otherwise(index, monkeypatch):
+    """A plain callable takes no per-batch seed: its random state is advanced call after call, so
+    the augmenting map is sequential (`deterministic=True`, the default) or parallel when asked."""
+    maps = []
+    real_map = tf.data.Dataset.map
+
+    def spy(self, fn, num_parallel_calls=None, deterministic=None, **kw):
+        maps.append((getattr(fn, "__name__", ""), num_parallel_calls))
+        return real_map(self, fn, num_parallel_calls=num_parallel_calls, deterministic=deterministic, **kw)
+
+    monkeypatch.setattr(tf.data.Dataset, "map", spy)
+    darker = lambda x: x * 0.5  # noqa: E731 - a user's plain augmenter
+    kw = dict(image_size=64, batch_size=4, training=True, progress=False, shuffle=False)
+    out = np.concatenate([b[0] for b in batches(make_dataset(index, CLASSES, augment=darker, **kw))])
+    plain = np.concatenate([b[0] for b in batches(make_dataset(index, CLASSES, **{**kw, "training": False}))])
+    np.testing.assert_allclose(out, plain * 0.5, atol=1e-6)
+    assert ("augment_batch", None) in maps
+    maps.clear()
+    make_dataset(index, CLASSES, augment=darker, deterministic=False, **kw)
+    assert ("augment_batch", tf.data.AUTOTUNE) in maps
 
 
 

@@ -12,10 +12,13 @@ the same batch contract: ``(B, H, W, C)`` uint8 or float32 in 0..255, returned a
 same shape, clipped to 0..255. Pixels from outside the image are filled with 0 (black, like the
 film border), never reflected: a reflected rib cage or a mirrored shoulder is fake anatomy.
 
-The Keras and OpenCV executors share their draws and arithmetic: the same seed gives the same
-pixels (up to the warps' rounding). Given a per-batch ``seed`` tensor their draws are stateless,
-so a parallel tf.data map is reproducible (what `cxrnb.pipeline.make_dataset` does). The imgaug
-executor keeps imgaug's own random stream.
+Every executor has one interface (`Augmenter`): ``aug(images, seed=None)``,
+``aug.with_masks(images, masks, seed=None)`` and ``aug.augment_numpy(images, masks=None,
+seed=None)``. Given a per-batch ``seed`` tensor their draws are stateless, so a parallel tf.data
+map is reproducible (`cxrnb.pipeline.make_dataset` has one augmentation path for all three). The
+Keras and OpenCV executors share their draws and arithmetic: the same seed gives the same pixels
+(up to the warps' rounding); the imgaug executor draws from imgaug's own random streams, seeded
+from the same numbers.
 
 Masks (lung, lesion) go through exactly the same geometric transform when asked
 (``augmenter.with_masks(images, masks)`` or `augment_with_masks`), with nearest-neighbour
@@ -23,7 +26,7 @@ interpolation and no intensity change, so augmented masks stay aligned with augm
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 from .imgaug_executor import ImgaugAugmenter, imgaug_augmenter, imgaug_sequence
 from .keras_executor import CXRAugment, keras_augmenter
@@ -36,8 +39,23 @@ __all__ = [
     "N_UNIFORMS", "draw_uniforms", "sample_transforms",
     "CXRAugment", "keras_augmenter", "OpenCVAugmenter", "opencv_augmenter", "apply_transforms",
     "ImgaugAugmenter", "imgaug_augmenter", "imgaug_sequence",
-    "EXECUTORS", "make_augmenter", "augment_with_masks",
+    "Augmenter", "EXECUTORS", "make_augmenter", "augment_with_masks",
 ]
+
+@runtime_checkable
+class Augmenter(Protocol):
+    """What every executor is: seeded by `seed` (its own), called per batch with an optional
+    per-batch ``seed`` (int (2,)); images (B, H, W, C) uint8 or float32 0..255 in, float32 0..255
+    out; masks (B, H, W, K) through the same geometric transform, nearest-neighbour."""
+
+    seed: int | None
+
+    def __call__(self, images, seed=None): ...
+
+    def with_masks(self, images, masks, seed=None): ...
+
+    def augment_numpy(self, images, masks=None, seed=None): ...
+
 
 #: Executor name -> factory ``(policy, *, seed) -> augmenter`` (the names `make_augmenter`,
 #: `augment_with_masks` and the pipeline's ``executor=`` accept).
