@@ -10,6 +10,7 @@ import pytest
 from scipy.stats import spearmanr
 
 from cxrnb import explain as E
+from cxrnb.explain.oracle import toolkit_cam
 from cxrnb import plots
 
 S = 32
@@ -77,7 +78,7 @@ def test_compiled_path_equals_tf_keras_vis(kind, act, n):
     cls = [0, 1, 1, 0, 1]
     for method in E.COMPILED:
         fast = E.cam(model, x, cls, method)
-        ref = E.cam(model, x, cls, method, compiled=False)
+        ref = toolkit_cam(model, x, cls, method)
         np.testing.assert_allclose(fast, ref, atol=1e-5, err_msg=method)
 
 
@@ -423,9 +424,39 @@ def test_nested_backbone_and_reloaded_models(tmp_path):
     x = noise(2)
     assert E.find_spatial_layer(model).name == "backbone"
     fast = E.cam(model, x, 1)
-    np.testing.assert_allclose(fast, E.cam(model, x, 1, compiled=False), atol=1e-5)
+    np.testing.assert_allclose(fast, toolkit_cam(model, x, 1), atol=1e-5)
     seq = tiny("sequential", "softmax", 3)
     for m in (model, seq):
         m.save(tmp_path / "m.keras")
         back = keras.models.load_model(tmp_path / "m.keras")
         np.testing.assert_allclose(E.cam(back, x, 1), E.cam(m, x, 1), atol=1e-6)
+
+
+def test_a_new_cam_method_is_one_class_and_one_registry_line(monkeypatch):
+    """Grad-CAM's family differs only in its weights: a subclass that gives Grad-CAM's weights
+    reproduces Grad-CAM exactly, another weighting gives another map, and once registered a
+    method works in `cams` (sharing the gradient pass) and in the sanity checks."""
+    import tensorflow as tf
+
+    class MeanGradient(E.GradientCAM):
+        name = "mean-gradient"
+
+        def weights(self, a, g, s):
+            return tf.reduce_mean(g, axis=(1, 2), keepdims=True)
+
+    class AbsoluteGradient(E.GradientCAM):
+        name = "absolute-gradient"
+
+        def weights(self, a, g, s):
+            return tf.reduce_mean(tf.abs(g), axis=(1, 2), keepdims=True)
+
+    model, x = tiny("functional", "softmax", 3, seed=3), noise(4, seed=2)
+    with pytest.raises(ValueError, match="unknown CAM method 'mean-gradient'"):
+        E.cams(model, x, 1, ["mean-gradient"])
+    for method in (MeanGradient(), AbsoluteGradient()):
+        monkeypatch.setitem(E.REGISTRY, method.name, method)
+    maps = E.cams(model, x, 1, ["gradcam", "mean-gradient", "absolute-gradient"])
+    np.testing.assert_array_equal(maps["mean-gradient"], maps["gradcam"])
+    assert not np.allclose(maps["absolute-gradient"], maps["gradcam"])
+    sim, verdict = E.randomisation_check(model, x, 1, ("absolute-gradient",), seed=0)
+    assert set(sim["method"]) == {"absolute-gradient"}
