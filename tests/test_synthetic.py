@@ -491,3 +491,27 @@ def test_ensure_and_generate_refuse_to_wipe_a_foreign_folder(tmp_path):
 def test_ensure_rejects_unknown_arguments(tmp_path):
     with pytest.raises(ValueError, match="unknown argument"):
         ensure(tmp_path, n_patient=3)
+
+
+def test_a_mimic_is_a_normal_film_with_the_findings_faint_look_alike():
+    """`mimics`: a share of normal patients whose films carry a faint shadow drawn like the set's
+    subtler findings (the upper half of its difficulty range), with a normal label and an empty
+    lesion mask; nothing changes for other patients or when the share is 0."""
+    from cxrnb.synthetic.write import patient_mimic
+
+    st = {"mimics": 0.5, "classes": ["normal", "effusion"], "seed": 1, "difficulty": [0.4, 0.8]}
+    draws = [patient_mimic(st, p, "normal") for p in range(400)]
+    chosen = [d for d in draws if d is not None]
+    assert 0.4 < len(chosen) / len(draws) < 0.6
+    assert all(f == "effusion" and 0.6 <= d <= 0.8 for f, d in chosen)
+    assert patient_mimic(st, 0, "effusion") is None and patient_mimic({**st, "mimics": 0.0}, 0, "normal") is None
+    p = next(i for i, d in enumerate(draws) if d is not None)
+    plain, lung, les = render_image(1, p, 0, "normal", size=96, difficulty=0.5)
+    mimic, lung2, les2 = render_image(1, p, 0, "normal", size=96, difficulty=0.5, mimic=draws[p])
+    _, _, where = render_image(1, p, 0, "effusion", size=96, difficulty=0.5)
+    assert not les.any() and not les2.any() and np.array_equal(lung, lung2)
+    gain = mimic.astype(float) - plain
+    assert gain[where > 0].mean() > 5  # a shadow where the finding would be
+    assert np.abs(gain[lung == 0]).mean() < 1  # and nowhere else
+    with pytest.raises(ValueError, match="mimic must be"):
+        render_image(1, p, 0, "normal", size=96, mimic=("normal", 0.5))

@@ -504,7 +504,8 @@ def _lesion(label: str, subtype: str, seed: int, patient: int, image: int, diffi
 # --------------------------------------------------------------------------- the renderer
 
 def _density(seed: int, patient: int, image: int, label: str, subtype: str, difficulty: float,
-             n: int, view: str | None = None, likeness: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+             n: int, view: str | None = None, likeness: float = 0.0,
+             mimic: tuple[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(attenuation, lesion attenuation, signed lung distance) on an n x n grid.
 
     Everything here is smooth, so `render_image` draws it at half resolution for large images
@@ -608,7 +609,9 @@ def _density(seed: int, patient: int, image: int, label: str, subtype: str, diff
     rn = _rng(seed, patient, image, _T_NOISE)
     d += 0.035 * _smooth_noise(rn, n, 40, coarse=(12, 0.03 / 0.035)) * body
 
-    # The finding.
+    # The finding (or, on a mimic's normal film, its look-alike: density, no label).
+    if mimic is not None:
+        d += _lesion(mimic[0], subtype, seed, patient, image, mimic[1], x, y, a, right, lung, f_ell, an)
     lab = _lesion(label, subtype, seed, patient, image, difficulty, x, y, a, right, lung, f_ell, an)
     d += lab
     return d, lab, f_lung
@@ -617,7 +620,8 @@ def _density(seed: int, patient: int, image: int, label: str, subtype: str, diff
 def render_image(seed: int, patient: int, image: int, label: str, *, size: int = 256,
                  difficulty: float = 0.5, marker: bool = False,
                  subtype: str | None = None,
-                 view: str | None = None, likeness: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                 view: str | None = None, likeness: float = 0.0,
+                 mimic: tuple[str, float] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(image, lung_mask, lesion_mask) uint8 HxW for one image of one patient.
 
     A pure function of its arguments, so a notebook can re-render the same image with another
@@ -627,7 +631,10 @@ def render_image(seed: int, patient: int, image: int, label: str, *, size: int =
     ``bacteria`` or ``virus``) defaults to the patient's own draw, as `generate` uses; `view`
     (one of `VIEWS`: AP films are magnified) defaults to the image's own draw, so a writer can
     give each class the view mix of a real source. `likeness` (0..1): how much of the film's
-    pose and exposure is the patient's own, shared by all their films (see `_pose`).
+    pose and exposure is the patient's own, shared by all their films (see `_pose`). `mimic`
+    ``(finding, difficulty)``: a normal film shows a faint look-alike of `finding` drawn at that
+    difficulty (its noise and anatomy keep `difficulty`); its label and empty lesion mask stay
+    normal (see `cxrnb.synthetic.write.patient_mimic`).
     """
     seed = _check_int("seed", seed, 0)
     patient = _check_int("patient", patient, 0)
@@ -642,9 +649,14 @@ def render_image(seed: int, patient: int, image: int, label: str, *, size: int =
         raise ValueError(f"subtype must be one of {list(SUBTYPES)} or None, got {subtype!r}")
     if view is not None and view not in VIEWS:
         raise ValueError(f"view must be one of {list(VIEWS)} or None, got {view!r}")
+    if mimic is not None:
+        if len(mimic) != 2 or mimic[0] == "normal":
+            raise ValueError(f"mimic must be (finding, difficulty) with a finding other than normal, got {mimic!r}")
+        _check_label("mimic", mimic[0])
+        mimic = (mimic[0], _check_unit("mimic difficulty", mimic[1])) if label == "normal" else None
 
     work = size if size < 128 else (size + 1) // 2
-    d, lab, f_lung = _density(seed, patient, image, label, subtype, difficulty, work, view, likeness)
+    d, lab, f_lung = _density(seed, patient, image, label, subtype, difficulty, work, view, likeness, mimic)
     if work != size:
         d, lab, f_lung = (_upsample(f, size) for f in (d, lab, f_lung))
     lung_mask = f_lung > 0

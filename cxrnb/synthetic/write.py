@@ -38,7 +38,8 @@ GENERATOR_VERSION = 7  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout,
 #                        4: realistic covid-chestxray films look like publication figures;
 #                        5: rsna-pneumonia, dicom, chexpert, mimic-cxr-jpg layouts;
 #                        6: larger bacterial consolidations and marker; difficulty ranges;
-#                        7: each layout named as its source (kaggle -> kaggle-pneumonia), same films
+#                        7: each layout named as its source (kaggle -> kaggle-pneumonia), same films;
+#                           `mimics` (normal films with a faint look-alike of the finding)
 
 #: The population of each layout's real source, used when ``realistic=True`` and no classes
 #: are given: patient share per class, share of AP films per class (AP: sicker, bed-bound
@@ -74,6 +75,7 @@ NIH_COLUMNS = ["Image Index", "Finding Labels", "Follow-up #", "Patient ID", "Pa
                "OriginalImagePixelSpacing[x", "y]"]
 _T_STORE = 103  # random stream of the stored size/mode of one image (realistic)
 _T_DIFFICULTY = 104  # random stream of a patient's difficulty when `difficulty` is a range
+_T_MIMIC = 7777  # random stream of a normal patient's look-alike (the stream the imbalance lesson was measured with)
 
 #: Columns of the covid-chestxray `metadata.csv` (ieee8023), in the original order.
 METADATA_COLUMNS = [
@@ -113,7 +115,7 @@ def _defaults() -> dict:
     return dict(layout="kaggle-pneumonia", n_patients=120, classes=None, class_fractions=None, size=256,
                 images_per_patient=(1, 4), difficulty=0.5, shortcut=0.0, shortcut_class=None,
                 seed=0, image_format=None, jpeg_quality=90, split_fractions=(0.75, 0.05, 0.20),
-                defects=False, realistic=False, likeness=0.0)
+                defects=False, realistic=False, likeness=0.0, mimics=0.0)
 
 
 def _check_classes(classes, fractions) -> tuple[list[str], dict[str, float] | None]:
@@ -210,7 +212,8 @@ def _settings(**kwargs) -> dict:
                 class_fractions=fractions, size=size,
                 images_per_patient=[int(ipp[0]), int(ipp[1])], difficulty=difficulty,
                 shortcut=shortcut, shortcut_class=sc, seed=seed, image_format=fmt,
-                jpeg_quality=q, split_fractions=fr, likeness=_check_unit("likeness", a["likeness"]))
+                jpeg_quality=q, split_fractions=fr, likeness=_check_unit("likeness", a["likeness"]),
+                mimics=_check_unit("mimics", a["mimics"]))
 
 
 def _difficulty(value) -> float | list[float]:
@@ -231,6 +234,25 @@ def patient_difficulty(settings: dict, patient: int) -> float:
     if isinstance(d, (int, float)):
         return float(d)
     return float(d[0] + (d[1] - d[0]) * _rng(settings["seed"], patient, _T_DIFFICULTY).random())
+
+
+def patient_mimic(settings: dict, patient: int, label: str) -> tuple[str, float] | None:
+    """(finding, difficulty) of the faint look-alike a normal patient's films show, or None.
+
+    A normal patient is a mimic with probability ``settings["mimics"]``; the look-alike is one
+    of the set's findings, drawn at a difficulty from the subtler half of the set's range (the
+    set's difficulty when it is one number): it looks like the faint true findings, so a film
+    alone cannot tell the two apart."""
+    share = settings.get("mimics", 0.0)
+    findings = [c for c in settings["classes"] if c != "normal"]
+    if label != "normal" or not share or not findings:
+        return None
+    u = _rng(settings["seed"], patient, _T_MIMIC).random(2)
+    if u[0] >= share:
+        return None
+    d = settings["difficulty"]
+    lo, hi = (float(d), float(d)) if isinstance(d, (int, float)) else ((d[0] + d[1]) / 2, float(d[1]))
+    return findings[min(int(u[0] / share * len(findings)), len(findings) - 1)], lo + (hi - lo) * float(u[1])
 
 
 def _class_counts(n: int, classes: Sequence[str], fractions: Mapping[str, float] | None) -> list[int]:
@@ -327,7 +349,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle-pneumonia", n_patient
              image_format: str | None = None, jpeg_quality: int = 90,
              split_fractions: Sequence[float] = (0.75, 0.05, 0.20),
              defects: bool = False, realistic: bool = False, likeness: float = 0.0,
-             progress: bool = True) -> pd.DataFrame:
+             mimics: float = 0.0, progress: bool = True) -> pd.DataFrame:
     """Write the dataset under out_dir and return its manifest (also written as out_dir/synthetic.csv).
 
     `layout` (a source's name, `cxrnb.sources.SOURCES`) picks the on-disk layout of that real source, so its
@@ -358,7 +380,11 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle-pneumonia", n_patient
     patient ids and, in the Kaggle layout, a few patients whose last film sits in another
     official split folder, as in the real collections. `likeness` (0..1) is how much of a film's
     pose and exposure is its patient's own (follow-up films that look alike, as in real
-    collections): the leakage lesson needs it, 0 draws every film independently.
+    collections): the leakage lesson needs it, 0 draws every film independently. `mimics` (0..1)
+    is the share of normal patients whose films show a faint look-alike of the finding, drawn
+    like the subtler half of the set's findings (`patient_mimic`), while the label and lesion
+    mask stay normal: equivocal films, on which readers disagree and a film alone cannot settle
+    the label (the imbalance lesson needs them).
     """
     from tqdm import tqdm
 
@@ -368,7 +394,7 @@ def generate(out_dir: str | Path, *, layout: str = "kaggle-pneumonia", n_patient
                    shortcut=shortcut, shortcut_class=shortcut_class, seed=seed,
                    image_format=image_format, jpeg_quality=jpeg_quality,
                    split_fractions=split_fractions, defects=defects, realistic=realistic,
-                   likeness=likeness)
+                   likeness=likeness, mimics=mimics)
     out = Path(out_dir)
     _prepare_dir(out)
     _write_settings(out, st, complete=False)
@@ -480,7 +506,7 @@ def film(settings: dict, patient: int, image: int, label: str, *, marker: bool
             else _real_view(seed, patient, image, pop["ap_share"][label], nih))
     img, lung, les = render_image(seed, patient, image, label, size=settings["size"],
                                   difficulty=patient_difficulty(settings, patient), marker=marker, subtype=sub, view=view,
-                                  likeness=settings.get("likeness", 0.0))
+                                  likeness=settings.get("likeness", 0.0), mimic=patient_mimic(settings, patient, label))
     mode = "L"
     if pop is not None:
         if pop.get("publication"):
