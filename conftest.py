@@ -5,7 +5,9 @@ workers by module, while every notebook cell goes to one worker, in the series' 
 notebooks must not run side by side: they share ``outputs/`` (01 writes the dataset and split that
 03 reads, 03 trains the run that 04 and 05 explain), and each notebook's cells share one kernel.
 nbval's items ignore xdist's ``xdist_group`` mark (their node ids never get the group suffix), so
-the grouping is done by the scheduler: every ``.ipynb`` node id is one scope.
+the grouping is done by the scheduler: every ``.ipynb`` node id is one scope. The tests that
+execute whole notebooks in their own folders (tests/test_notebooks_real.py, about 35 s each) are
+a scope each, so the two workers share them at the end instead of one worker running them all.
 """
 from __future__ import annotations
 
@@ -15,11 +17,15 @@ except ImportError:  # plain `pytest`, without pytest-xdist: nothing to schedule
     pass
 else:
     class _NotebooksTogether(LoadScopeScheduling):
-        """LoadScope scheduling (a test module per worker at a time) with all notebooks one scope."""
+        """LoadScope scheduling (a test module per worker at a time) with all notebooks one scope
+        and each whole-notebook test its own."""
 
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.split("::", 1)[0].endswith(".ipynb"):
+            path = nodeid.split("::", 1)[0]
+            if path.endswith(".ipynb"):
                 return "notebooks"
+            if path.endswith("test_notebooks_real.py"):
+                return nodeid  # independent (own tmp folders), long: one scope each
             return super()._split_scope(nodeid)
 
     def pytest_xdist_make_scheduler(config, log):
