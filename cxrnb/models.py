@@ -49,7 +49,6 @@ __all__ = [
 ]
 
 NORMALIZATIONS = ("auto", "unit", "minmax", "imagenet")
-_DISPLAY = {"vgg16": "VGG16", "densenet121": "DenseNet121"}
 #: Seconds a stalled download socket may wait before the download counts as failed.
 DOWNLOAD_TIMEOUT_S = 30.0
 
@@ -366,6 +365,7 @@ def _backbone(s: _Spec, x) -> keras.Model:
     download fails deep inside model building with a bare ``Exception``; here it fails fast (a
     socket timeout) with one `ConnectionError` sentence saying what to do instead."""
     net = MODELS[s.model].backbone
+    display = net.__name__  # keras.applications' own name: VGG16, DenseNet121
     kwargs = dict(include_top=False, input_tensor=x, input_shape=(*s.hw, 3))
     if s.weights != "imagenet":
         return net(weights=s.weights, **kwargs)
@@ -377,9 +377,9 @@ def _backbone(s: _Spec, x) -> keras.Model:
         if type(e) is not Exception or not isinstance(e.__context__, OSError):
             raise
         raise ConnectionError(
-            f"weights='imagenet' needs to download the {_DISPLAY[s.model]} ImageNet weights, which failed "
+            f"weights='imagenet' needs to download the {display} ImageNet weights, which failed "
             f"({e}): run where the network is reachable (e.g. Colab), pass a local weights file "
-            f"(the no-top .h5 that keras.applications.{_DISPLAY[s.model]} downloads into ~/.keras/models), "
+            f"(the no-top .h5 that keras.applications.{display} downloads into ~/.keras/models), "
             f"or weights=None for random initialisation") from e
     finally:
         socket.setdefaulttimeout(previous)

@@ -23,6 +23,7 @@ import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -342,7 +343,6 @@ class DataSpec:
     seed: int = 0
     val: float = 0.15
     test: float = 0.15
-    _root: list = field(default_factory=list, init=False, repr=False, compare=False)  # prepared folder
 
     @property
     def options(self) -> dict[str, Any]:
@@ -354,12 +354,14 @@ class DataSpec:
         """The collection's name: the source's, or for the synthetic set the layout it imitates."""
         return str(self.options.get("layout", self.dataset)) if self.dataset == "synthetic" else self.dataset
 
+    @cached_property
+    def _root(self) -> Path:
+        return prepare_data(self.dataset, self.data_dir, seed=self.seed, **self.options)
+
     def prepare(self) -> Path:
-        """The dataset folder, the synthetic set generated there first (`prepare_data`); its line
-        is printed once per spec (`index` and `split` prepare too)."""
-        if not self._root:
-            self._root.append(prepare_data(self.dataset, self.data_dir, seed=self.seed, **self.options))
-        return self._root[0]
+        """The dataset folder, the synthetic set generated there first (`prepare_data`): once per
+        spec, so its line is printed once (`index` prepares too)."""
+        return self._root
 
     def index(self, *, progress: bool = False):
         """`cxrnb.validate.load_index` of the folder: the validated index and its drop report."""

@@ -312,7 +312,7 @@ class Batch:
 
     `images` uint8 (N, H, W) at the model's size; `x` the model's input (`pipeline.model_input`);
     `y` true and `predicted` class ids (argmax), `proba` (N, K); `lungs` / `lesions` uint8 masks
-    or None (`pipeline.load_masks`); `groups` patient ids (for patient-level intervals); `rows`
+    or None (`pipeline.load_masks`); `groups` patient groups (`patient_group`: duplicates joined; for patient-level intervals); `rows`
     the split's rows.
     """
 
@@ -694,15 +694,13 @@ def _arrays(predictions: pd.DataFrame, classes: Sequence[str], part: str):
             p["patient_group"].astype(str).to_numpy())
 
 
-def evaluate_part(predictions: pd.DataFrame, classes: Sequence[str], part: str, *, seed: int = 0,
-                  n_boot: int = 2000, threshold: float | None = None, majority_class: str | None = None):
+def evaluate_part(predictions: pd.DataFrame, classes: Sequence[str], part: str, *, majority_class: str,
+                  seed: int = 0, n_boot: int = 2000, threshold: float | None = None):
     """`evaluate.evaluate` of one part of a predictions frame, patient-level bootstrap (groups from
-    `patient_group`), the majority baseline's class from the train part unless given: the one
-    place a run's part is scored (metrics.json, `Run.evaluate`, `evaluate_run`)."""
+    `patient_group`), the majority baseline answering the run's train majority `majority_class`:
+    the one place a run's part is scored (metrics.json, `Run.evaluate`, `evaluate_run`)."""
     from .evaluate import evaluate
 
-    if majority_class is None:
-        majority_class = classes[int(predictions.loc[predictions["split"] == "train", "y"].value_counts().idxmax())]
     y, p, g = _arrays(predictions, classes, part)
     return evaluate(y, p, classes, groups=g, n_boot=n_boot, seed=seed, threshold=threshold,
                     majority_class=majority_class)
