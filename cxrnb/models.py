@@ -39,11 +39,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 __all__ = [
     "MODELS", "Architecture", "NORMALIZATIONS", "VGG16_TRAINABLE", "build_model",
-    "model_class_names", "load", "small_cnn", "cnn4",
+    "model_class_names", "load", "output_activation", "probabilities", "as_probabilities", "small_cnn", "cnn4",
     "compact", "resnet18", "vgg16", "densenet121", "ClassNames", "MinMaxNormalize",
     "ImageNetPreprocess",
 ]
@@ -521,6 +522,63 @@ def model_class_names(model: keras.Model) -> list[str] | None:
         if isinstance(layer, ClassNames):
             return list(layer.class_names)
     return None
+
+
+def output_activation(model: keras.Model) -> str | None:
+    """The activation that makes `model`'s output: ``"softmax"``, ``"sigmoid"``, ``"linear"``
+    (logits), ...; None when the model has no graph to read it from (a subclassed model). The one
+    rule for it: `probabilities` and `cxrnb.explain` (which takes scores before it) both ask here."""
+    try:
+        last = model.outputs[0]._keras_history[0]
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    if isinstance(last, layers.Softmax):
+        return "softmax"
+    act = getattr(last, "activation", None)
+    return getattr(act, "__name__", "linear") if act is not None else "linear"
+
+
+def probabilities(model: keras.Model, images, batch_size: int = 256) -> np.ndarray:
+    """Class probabilities (N, K), K >= 2, of float model inputs (N, H, W, C): the one way cxrnb
+    predicts (a run's predictions, `cxrnb.train.predict_split`; `cxrnb.explain.Explainer.probabilities`;
+    the shortcut lessons). `model.predict` (compiled, in inference mode), then `as_probabilities`.
+    Integer images are refused: `cxrnb.pipeline.model_input` makes uint8 films the [0, 1] floats
+    the models take.
+    """
+    x = np.asarray(images)
+    if x.dtype.kind != "f":
+        raise ValueError(f"images must be model inputs (floats in [0, 1]), got dtype {x.dtype}; "
+                         "cxrnb.pipeline.model_input converts uint8 films")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not len(x):
+        return np.zeros((0, max(2, int(model.output_shape[-1]))), np.float32)
+    return as_probabilities(model, model.predict(x, batch_size=batch_size, verbose=0))
+
+
+def as_probabilities(model: keras.Model, outputs) -> np.ndarray:
+    """`model`'s outputs (N, K) as class probabilities (N, max(K, 2)): an output that ends in a
+    softmax is used as it is; logits (a linear output) go through a softmax; one sigmoid unit p,
+    or one logit z with p = sigmoid(z), becomes (1 - p, p), class 1 the positive class. A model
+    whose output activation cannot be read (`output_activation` None) is taken to output
+    probabilities.
+    """
+    out = np.asarray(outputs, np.float32)
+    if out.ndim != 2:
+        raise ValueError(f"model {model.name!r} output must be (batch, classes), got shape {out.shape}")
+    act = output_activation(model)
+    if act not in ("softmax", "sigmoid", "linear", None):
+        raise ValueError(f"model {model.name!r} ends in a {act!r} activation: its outputs are no class probabilities")
+    if out.shape[1] == 1:
+        p = 1.0 / (1.0 + np.exp(-out[:, 0])) if act == "linear" else out[:, 0]
+        return np.stack([1 - p, p], axis=1)
+    if act == "sigmoid":
+        raise ValueError(f"model {model.name!r} has {out.shape[1]} sigmoid units: independent (multi-label) "
+                         "scores, not class probabilities")
+    if act == "linear":
+        e = np.exp(out - out.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return out
 
 
 def load(path: str | os.PathLike) -> tuple[keras.Model, list[str] | None]:

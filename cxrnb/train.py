@@ -665,7 +665,10 @@ def predict_split(model, split: pd.DataFrame, classes: Sequence[str], *, cache=N
     """Class probabilities of every image of the split (val and test, and train), one row per image.
 
     Columns: path, patient_id, patient_group, split, label, y (class id), p_<class> ...
+    The evaluation pipeline (`make_dataset`, not shuffled, not augmented) goes through
+    `model.predict` and `cxrnb.models.as_probabilities`, as `cxrnb.models.probabilities` does.
     """
+    from .models import as_probabilities
     from .pipeline import labels_to_ids, make_dataset
 
     size = int(model.input_shape[1])
@@ -675,7 +678,7 @@ def predict_split(model, split: pd.DataFrame, classes: Sequence[str], *, cache=N
     for s, part in parts.items():
         ds = make_dataset(part, classes, image_size=size, channels=channels, batch_size=batch_size,
                           cache=cache, progress=False)
-        proba = model.predict(ds, verbose=0)
+        proba = as_probabilities(model, model.predict(ds, verbose=0))
         f = part[["path", "patient_id"]].copy()
         f["patient_group"] = part[group_column(part)]
         f["split"] = s

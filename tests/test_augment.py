@@ -1,4 +1,5 @@
-"""cxrnb.augment and cxrnb.preview: policy validation, the three executors, masks, determinism, figures."""
+"""cxrnb.augment and notebook 02's figures (cxrnb.lessons.augmentation): policy validation, the three
+executors, masks, determinism, figures."""
 from __future__ import annotations
 
 import dataclasses
@@ -428,54 +429,77 @@ def test_numpy_pin_and_imgaug_fork_still_work():
     assert abs(int(gam[16, 24, 0]) - 255 * (200 / 255) ** 2) <= 1 and gam[0, 0, 0] == 0
 
 
-# -- preview -----------------------------------------------------------------------------------
+# -- notebook 02's figures (cxrnb.lessons.augmentation) ------------------------------------------
 
-def test_preview_figures():
+def test_augmentation_figures():
     from matplotlib.figure import Figure
 
-    from cxrnb import preview
+    from cxrnb.lessons import augmentation
 
     img = textured(n=1)[0]
-    f = preview.draws_grid(img, "default", n=8, seed=0)
+    f = augmentation.draws_grid(img, "default", n=8, seed=0)
     assert isinstance(f, Figure) and len(f.axes) == 9
-    f = preview.draws_grid(img, AugmentPolicy.preset("article002"), n=4, seed=0, executor="imgaug",
-                           show_original=False)
+    f = augmentation.draws_grid(img, AugmentPolicy.preset("article002"), n=4, seed=0, executor="imgaug",
+                                show_original=False)
     assert len(f.axes) == 4
-    f = preview.class_grid({"normal": [img], "pneumonia": [img[::-1]], "covid": [img[:, ::-1]]},
-                           "default", seed=0, n_aug=3)
+    f = augmentation.class_grid({"normal": [img], "pneumonia": [img[::-1]], "covid": [img[:, ::-1]]},
+                                "default", seed=0, n_aug=3)
     assert isinstance(f, Figure) and len(f.axes) == 3 * 4
     before = textured(n=4)
     after = keras_augmenter("article002", seed=0)(before).numpy()
-    f = preview.intensity_histograms(before, after)
+    f = augmentation.intensity_histograms(before, after)
     assert isinstance(f, Figure) and len(f.axes) == 2
-    f = preview.compare_executors(img, "default", n=5, seed=0)
-    assert isinstance(f, Figure) and len(f.axes) == 5 * len(preview.EXECUTORS)  # one row per executor
+    f = augmentation.compare_executors(img, "default", n=5, seed=0)
+    assert isinstance(f, Figure) and len(f.axes) == 5 * len(augmentation.EXECUTORS)  # one row per executor
     x, m = square(n=1)
-    assert len(preview.mask_overlay(x[0], m[0]).axes) == 1
-    assert len(preview.mask_draws(x[0], m[0], "default", n=4, seed=0, executor="imgaug").axes) == 5
+    assert len(augmentation.mask_overlay(x[0], m[0]).axes) == 1
+    assert len(augmentation.mask_draws(x[0], m[0], "default", n=4, seed=0, executor="imgaug").axes) == 5
 
 
-def test_preview_is_deterministic_for_a_seed():
-    from cxrnb import preview
+def test_first_films_are_each_class_first_film_with_its_masks_as_the_film_is_read(tmp_path):
+    from cxrnb.images import read_gray
+    from cxrnb.lessons import augmentation
+    from cxrnb.pipeline import load_images
+    from cxrnb.sources import read_synthetic
+    from cxrnb.synthetic import generate
+
+    generate(tmp_path, n_patients=8, size=48, layout="kaggle-pneumonia", progress=False)
+    index = read_synthetic(tmp_path)
+    films, masks = augmentation.first_films(index, 32)
+    firsts = index.sort_values("path").groupby("label").head(1).sort_values("label")
+    assert list(films) == list(masks) == sorted(index["label"].unique()) == list(firsts["label"])
+    for (_, row), film in zip(firsts.iterrows(), load_images(firsts, 32, progress=False)):
+        label = row["label"]
+        np.testing.assert_array_equal(films[label][0], film)
+        assert masks[label].shape == (32, 32, 2)
+        lung = read_gray(f"{row['root']}/{row['lung_mask']}", 32, min_side=1)[0]
+        np.testing.assert_array_equal(masks[label][..., 0], lung)
+    assert augmentation.film_masks(index.iloc[0].drop(["lung_mask", "lesion_mask"]), 32) is None
+    _, none = augmentation.first_films(index.drop(columns=["lung_mask", "lesion_mask"]), 32)
+    assert none is None                                                # a source without masks
+
+
+def test_augmentation_draws_are_deterministic_for_a_seed():
+    from cxrnb.lessons import augmentation
 
     img = textured(n=1)[0]
-    for ex in preview.EXECUTORS:
-        a = preview.draws(img, "default", 4, seed=3, executor=ex)
-        b = preview.draws(img, "default", 4, seed=3, executor=ex)
+    for ex in augmentation.EXECUTORS:
+        a = augmentation.draws(img, "default", 4, seed=3, executor=ex)
+        b = augmentation.draws(img, "default", 4, seed=3, executor=ex)
         np.testing.assert_array_equal(a, b)
 
 
-def test_preview_labels_are_the_draws_the_executor_applied():
+def test_augmentation_labels_are_the_draws_the_executor_applied():
     # Brightness alone on a flat film: each panel's mean over the film's value is the factor the
     # executor drew; sample_params must name the same factor for the same panel (notebook 02's
     # labelled panels), where it once drew its own numbers with other conventions.
     import tensorflow as tf
 
-    from cxrnb import preview
+    from cxrnb.lessons import augmentation
 
     policy = AugmentPolicy.preset("none").replace(brightness=(0.5, 1.5))
     flat = np.full((6, 32, 32, 1), 100, np.uint8)
     out = make_augmenter(policy, "opencv", seed=7)(flat, seed=tf.constant([7, 0], tf.int64)).numpy()
-    drawn = [p["brightness"] for p in preview.sample_params(policy, 6, seed=7)]
+    drawn = [p["brightness"] for p in augmentation.sample_params(policy, 6, seed=7)]
     np.testing.assert_allclose(out.mean(axis=(1, 2, 3)) / 100.0, drawn, atol=0.006)  # LUT rounding
     assert np.ptp(drawn) > 0.1  # six different draws, not one

@@ -14,10 +14,11 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from cxrnb import plots, preview
+from cxrnb import plots
 from cxrnb.evaluate import evaluate
 from cxrnb.explain import Curves
 from cxrnb.images import read_gray
+from cxrnb.lessons import augmentation
 from cxrnb.synthetic import generate
 from cxrnb.validate import load_index
 
@@ -82,6 +83,7 @@ def figures(d) -> dict[str, Figure]:
                          "val_accuracy": [0.55, 0.65, 0.7, 0.68, 0.66]})
     ev = evaluate(d["y"], d["proba"], CLASSES, groups=d["rows"]["patient_id"], n_boot=20)
     film = d["films"][-1]
+    firsts, last = augmentation.first_films(d["rows"], SIZE), d["rows"].iloc[-1]
     return {
         "overview": plots.overview(index),
         "image_sizes": plots.image_sizes(index),
@@ -101,8 +103,10 @@ def figures(d) -> dict[str, Figure]:
         "cam_grid (names)": plots.cam_grid(d["x"], d["maps"], names, [CLASSES[i] for i in pred], CLASSES,
                                            n_per_class=2),
         "faithfulness_curves": plots.faithfulness_curves(curves),
-        "preview.unsafe_grid": preview.unsafe_grid(film),
-        "preview.preset_grid": preview.preset_grid(film, n=2),
+        "augmentation.unsafe_grid": augmentation.unsafe_grid(film),
+        "augmentation.preset_grid": augmentation.preset_grid(film, n=2),
+        "augmentation.class_grid": augmentation.class_grid(firsts[0], "default", n_aug=2, masks_by_class=firsts[1]),
+        "augmentation.resolution_grid": augmentation.resolution_grid(f"{last.root}/{last.path}", (32, 64), 4),
     }
 
 

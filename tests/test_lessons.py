@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cxrnb.experiments import LESSONS_LOG, Lesson, effect
+from cxrnb.lessons import LESSONS_LOG, Lesson, effect
 
 
 def test_effect_needs_every_rule():
@@ -23,8 +23,8 @@ def test_effect_needs_every_rule():
 
 
 def test_faithfulness_lesson_judges_the_chosen_films_by_the_deletion_gap_and_its_interval():
-    from cxrnb.experiments import faithfulness_lesson
     from cxrnb.explain import Curves
+    from cxrnb.lessons.interpretation import faithfulness_lesson
 
     fr = np.linspace(0, 1, 5)
     good, flat = np.tile(1 - fr, (6, 1)), np.tile(1 - fr ** 4, (6, 1))  # Grad-CAM's score falls first
@@ -150,7 +150,7 @@ def test_a_run_of_some_notebooks_replaces_their_lessons_and_keeps_the_others(tmp
 
 
 def test_a_logged_effect_is_judged_again_by_its_rule_text():
-    from cxrnb.experiments import judge
+    from cxrnb.lessons import judge
 
     for kw, est, low in (({"at_least": 0.1, "ci_above": 0.0}, 0.3, 0.02), ({"at_least": 0.1, "ci_above": 0.0}, 0.3, -0.02),
                          ({"at_most": 0.2}, 0.1, float("nan")), ({"below": 0.05}, -0.06, float("nan"))):

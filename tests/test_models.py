@@ -231,3 +231,59 @@ def test_imagenet_weights_offline_fail_fast_with_one_sentence(monkeypatch, tmp_p
         build_model(name, input_size=32, weights="imagenet")
     assert not list(tmp_path.rglob("*.h5"))  # nothing half-downloaded left in the cache
     assert time.perf_counter() - start < 10
+
+
+# ---- one way to class probabilities ---------------------------------------------------------
+
+def _tiny(act: str, n: int, side: int) -> keras.Model:
+    """A small convolutional model whose output is `n` units of activation `act`."""
+    keras.utils.set_random_seed(1)
+    inp = keras.Input((side, side, 1))
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(4, 3, activation="relu", name="conv")(inp))
+    z = keras.layers.Dense(n, name="logits", kernel_initializer=keras.initializers.RandomNormal(stddev=3.0))(x)
+    return keras.Model(inp, z if act == "linear" else keras.layers.Activation(act, name="probabilities")(z))
+
+
+def test_one_way_to_class_probabilities_and_the_three_callers_agree(tmp_path):
+    """`models.probabilities` is what a run's predictions (`train.predict_split`), the Explainer and
+    the shortcut lessons use; it equals the old ways, Keras' predict over the evaluation pipeline
+    and the softmax of the logits, to float precision, for softmax, sigmoid and logit outputs."""
+    from cxrnb.explain import explainer
+    from cxrnb.lessons import shortcuts
+    from cxrnb.pipeline import load_images, make_dataset, model_input
+    from cxrnb.sources import read_synthetic
+    from cxrnb.synthetic import generate
+    from cxrnb.train import predict_split
+
+    side, classes = 32, ["normal", "pneumonia"]
+    generate(tmp_path, n_patients=6, size=side, layout="kaggle-pneumonia", classes=classes, split_fractions=(0.7, 0.0, 0.3),
+             progress=False)
+    split = read_synthetic(tmp_path).assign(split="test")
+    films = load_images(split, side, progress=False)
+    x = model_input(films)
+    for act, n in (("softmax", 2), ("sigmoid", 1), ("linear", 2), ("linear", 1)):
+        model = _tiny(act, n, side)
+        p = models.probabilities(model, x, batch_size=5)  # batches of 5: the batching changes nothing
+        assert p.shape == (len(x), 2) and p.dtype == np.float32
+        np.testing.assert_allclose(p.sum(1), 1.0, atol=1e-6)
+        np.testing.assert_allclose(models.probabilities(model, x), p, atol=1e-7)
+        z = explainer(model).logits(x)                   # the old Explainer way: softmax of the logits
+        e = np.exp(np.concatenate([np.zeros_like(z), z], 1) if n == 1 else z - z.max(1, keepdims=True))
+        np.testing.assert_allclose(p, e / e.sum(1, keepdims=True), atol=1e-6)
+        if act != "linear":                              # the old predict_split way: Keras' predict
+            old = model.predict(make_dataset(split, classes, image_size=side, batch_size=4, progress=False), verbose=0)
+            np.testing.assert_allclose(p, np.concatenate([1 - old, old], 1) if n == 1 else old, atol=1e-6)
+        assert np.ptp(p[:, 1]) > 0.01                    # the films get different answers
+        # the three callers
+        preds = predict_split(model, split, classes, batch_size=4)
+        np.testing.assert_allclose(preds[["p_normal", "p_pneumonia"]].to_numpy(), p, atol=1e-6)
+        np.testing.assert_allclose(explainer(model).probabilities(x), p, atol=1e-7)
+        np.testing.assert_allclose(shortcuts._probabilities(model, films, classes), p, atol=1e-7)
+        assert (shortcuts.predict_labels(model, films, classes) == np.asarray(classes)[p.argmax(1)]).all()
+    with pytest.raises(ValueError, match="images must be model inputs"):
+        models.probabilities(model, films)
+    with pytest.raises(ValueError, match=r"3 class names \['a', 'b', 'c'\] for a model with 2 classes"):
+        shortcuts.predict_labels(model, films, ["a", "b", "c"])
+    assert models.probabilities(model, x[:0]).shape == (0, 2)
+    assert [models.output_activation(_tiny(a, 2, side)) for a in ("softmax", "sigmoid", "linear")] == [
+        "softmax", "sigmoid", "linear"]

@@ -39,6 +39,16 @@ def test_notebook_is_small_and_clean(nb_path):
     assert all(c.get("execution_count") for c in code), "every code cell has been executed"
 
 
+@pytest.mark.parametrize("nb_path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_code_cells_state_the_lesson_in_ten_lines_at_most(nb_path):
+    """Cells state the lesson, helpers (cxrnb.lessons) do the plumbing: no code cell over 10 lines
+    but the install and parameters cells."""
+    cells = json.loads(nb_path.read_text())["cells"]
+    long = {k: len("".join(c["source"]).splitlines()) for k, c in enumerate(cells) if c["cell_type"] == "code"
+            and not {"install", "parameters"} & set(c.get("metadata", {}).get("tags", []))}
+    assert all(n <= 10 for n in long.values()), {k: n for k, n in long.items() if n > 10}
+
+
 #: Per notebook: the real subsets it runs on, and the parameters that keep the run short (the
 #: notebooks that train use few epochs and small images here; their lessons use the same data).
 QUICK = {"EPOCHS": 2, "IMAGE_SIZE": 64, "LEAKAGE": None, "IMBALANCE": None, "N_IMAGES": 8}

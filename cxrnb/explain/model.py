@@ -15,6 +15,8 @@ import numpy as np
 import tensorflow as tf
 from scipy.ndimage import zoom
 
+from ..models import output_activation, probabilities
+
 _EPS = 1e-7  # keras.backend.epsilon(), as tf-keras-vis normalises
 
 
@@ -55,16 +57,14 @@ def _inputs(model: keras.Model) -> list:
 
 
 def _logit_tensor(model: keras.Model):
-    """(logit tensor, activation name of the model's output): the score before softmax/sigmoid."""
+    """(logit tensor, activation name of the model's output, `cxrnb.models.output_activation`):
+    the score before softmax/sigmoid."""
     out = model.outputs[0]
     last = out._keras_history[0]
-    if isinstance(last, keras.layers.Softmax):
-        return last.input, "softmax"
-    act = getattr(last, "activation", None)
-    name = getattr(act, "__name__", "linear") if act is not None else "linear"
+    name = output_activation(model)
     if name == "linear":
-        return out, "linear"
-    if isinstance(last, keras.layers.Activation):
+        return out, name
+    if isinstance(last, (keras.layers.Softmax, keras.layers.Activation)):
         return last.input, name
     return _PreActivation(last)(last.input), name
 
@@ -227,13 +227,9 @@ class Explainer:
                                for i in range(0, len(x), batch_size)] or [np.zeros((0, self.n_outputs))])
 
     def probabilities(self, images, batch_size: int = 256) -> np.ndarray:
-        """Class probabilities (B, n_classes): softmax of the logits, or (1 - p, p) for one sigmoid unit."""
-        z = self.logits(images, batch_size)
-        if self.n_outputs == 1:
-            p = 1.0 / (1.0 + np.exp(-z[:, 0]))
-            return np.stack([1 - p, p], axis=1)
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        """Class probabilities (B, n_classes) of float images, as every cxrnb prediction is made
+        (`cxrnb.models.probabilities`: the model's own output; (1 - p, p) for one sigmoid unit)."""
+        return probabilities(self.model, self.check_images(images), batch_size)
 
     # -- compiled path --------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from cxrnb.augment import AugmentPolicy, opencv_augmenter
-from cxrnb.preview import apply_params, normalise
+from cxrnb.lessons.augmentation import apply_params, normalise
 from cxrnb.synthetic import render_image
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrnb import shortcut
+from cxrnb.lessons import shortcuts
 from cxrnb.synthetic import generate, render_image
 
 MARKER = dict(n_patients=40, size=64, layout="kaggle-pneumonia", classes=["normal", "pneumonia"], difficulty=0.5,
@@ -34,7 +34,7 @@ def exercise_2(workdir: Path) -> dict:
     the columns), heart and mediastinum included: a stricter test than blanking the lungs only."""
     films = [render_image(0, p, k, "pneumonia", size=64) for p in range(1, 13) for k in range(2)]
     lungs = np.stack([lung for _, lung, _ in films]) > 0
-    box = shortcut.lung_box_mask(64) > 0
+    box = shortcuts.lung_box_mask(64) > 0
     covered = float((lungs & box).sum() / lungs.sum())
     area = float(box.mean())
     assert covered > 0.9
@@ -48,10 +48,10 @@ def exercise_3(workdir: Path) -> dict:
     model's answer on the counterfactual films is caused by the marker alone."""
     index = generate(workdir / "marker", shortcut=1.0, **MARKER)
     marked = index[index["marker"]].head(8)
-    with_marker, _ = shortcut.rerender(marked, 64)
-    without, _ = shortcut.rerender(marked, 64, marker=False)
+    with_marker, _ = shortcuts.rerender(marked, 64)
+    without, _ = shortcuts.rerender(marked, 64, marker=False)
     changed = with_marker != without
-    box = shortcut.marker_masks(marked, 64) > 0
+    box = shortcuts.marker_masks(marked, 64) > 0
     assert not (changed & ~box).any()
     assert changed.any(axis=(1, 2)).all()
     assert box.mean() < 0.02

@@ -1,20 +1,23 @@
-"""Shortcut learning made measurable: markers, counterfactual films, blanked lungs, source labels.
+"""The lessons of notebook 05 (shortcut learning): markers, counterfactual films, blanked lungs,
+the collection as label.
 
 A model trained where a burnt-in marker comes with one class can score well by reading the
 marker. These helpers turn that suspicion into numbers: the share of CAM energy on the marker
 (`marker_masks` + `cxrnb.explain.energy_share`), the accuracy on the same films re-rendered
 without the marker or with it on the other class (`counterfactual_accuracy`), the accuracy with
-the lungs blanked (`blank_lungs`, after Maguolo & Nanni), and whether the image *source* alone is
-predictable (`source_split` / `train_source_classifier`, and `source_probe` from grey levels
-alone: the set-up of articles that took COVID films from one collection and normal films from
-another).
+the lungs blanked (`blank_lungs`, `lungs_blanked`, after Maguolo & Nanni), and whether the image
+*source* alone is predictable (`source_split` / `train_source_classifier`, and `source_probe`
+from grey levels alone: the set-up of articles that took COVID films from one collection and
+normal films from another).
 
-Two lessons are measured with their margins (judged, with a verdict line, by
-`cxrnb.experiments.marker_lesson` and `collection_lesson`): `marker_effect` (the drop
-without the marker for a marker model and a control, paired, and the Grad-CAM energy on the
-marker box) and `collection_effect` (how often normal films are called COVID, by collection,
-after DeGrave et al. 2021). The counterfactual films are the test files remade (`rerender`), so
-they differ from the films the model was tested on by the marker alone.
+Two lessons are measured with their margins and judged, each with a verdict line (a `Lesson`,
+`cxrnb.lessons.core`): `marker_effect` (the drop without the marker for a marker model and a
+control, paired, and the Grad-CAM energy on the marker box) judged by `marker_lesson`, and
+`collection_effect` (how often normal films are called COVID, by collection, after DeGrave et
+al. 2021) judged by `collection_lesson`; `collection_test` trains the articles' set-up and
+measures that lesson on it. The counterfactual films are the test files remade (`rerender`), so
+they differ from the films the model was tested on by the marker alone. Predictions go through
+`cxrnb.models.probabilities`, as a run's own do.
 """
 from __future__ import annotations
 
@@ -28,13 +31,16 @@ import keras
 import numpy as np
 import pandas as pd
 
-from .evaluate import Interval, _percentiles, bootstrap_ci, evaluate
-from .explain import Explainer, cam, energy_share, explainer
-from .images import read_gray, resize_gray
-from .pipeline import labels_to_ids, load_masks, model_input
-from .splits import group_column
-from .synthetic.render import marker_box, render_image
-from .synthetic.write import encode, film, read_settings
+from ..evaluate import Interval, _percentiles, bootstrap_ci, evaluate
+from ..explain import Explainer, cam, energy_share, explainer
+from ..images import read_gray, resize_gray
+from ..models import probabilities
+from ..pipeline import labels_to_ids, load_images, load_masks, model_input
+from ..splits import group_column, split_by_patient
+from ..synthetic.render import marker_box, render_image
+from ..synthetic.write import encode, film, read_settings
+from ..train import Run, TrainConfig, train
+from .core import Lesson, effect
 
 #: Lung-field box used to blank the lungs when a source has no lung masks, as fractions of the
 #: image (top, bottom, left, right): rows 15-85 %, columns 10-90 % of a frontal film. On the
@@ -165,11 +171,14 @@ def _as_stored(rows: pd.DataFrame, stored: list[dict], marks: np.ndarray, size: 
 
 
 def _probabilities(model: keras.Model | Explainer, images, classes: Sequence[str]) -> np.ndarray:
-    """Class probabilities (N, K) of uint8 (N, H, W) or float model-input images."""
-    ex = explainer(model)
-    if len(classes) != ex.n_classes:
-        raise ValueError(f"{len(classes)} class names {list(classes)} for a model with {ex.n_classes} classes")
-    return ex.probabilities(model_input(images, ex.input_shape[-1]))
+    """Class probabilities (N, K) of uint8 (N, H, W) or float model-input images: the films made
+    model inputs (`cxrnb.pipeline.model_input`), then `cxrnb.models.probabilities`, checked to
+    give one column per class name."""
+    net = model.model if isinstance(model, Explainer) else model
+    proba = probabilities(net, model_input(images, net.input_shape[-1]))
+    if len(classes) != proba.shape[1]:
+        raise ValueError(f"{len(classes)} class names {list(classes)} for a model with {proba.shape[1]} classes")
+    return proba
 
 
 def predict_labels(model: keras.Model | Explainer, images, classes: Sequence[str]) -> np.ndarray:
@@ -304,6 +313,19 @@ def marker_effect(model_marker: keras.Model | Explainer, model_control: keras.Mo
                         int(pd.unique(groups).size))
 
 
+def marker_lesson(m: MarkerEffect, *, min_drop: float = 0.30, min_energy: float = 0.20,
+                  max_control: float = 0.05) -> Lesson:
+    """The marker lesson judged from `marker_effect`'s result `m`: removing the marker drops the
+    marker model's accuracy by at least `min_drop` (interval above 0), at least `min_energy` of
+    its Grad-CAM energy falls on the marker box, and the control model moves by less than `max_control`."""
+    d, e, c = m.drop["marker"], m.energy["marker"], m.drop["control"]
+    effects = [effect("marker model: accuracy drop without the marker", d.estimate, d.low, d.high,
+                      at_least=min_drop, ci_above=0.0),
+               effect("marker model: Grad-CAM energy on the marker box", e.estimate, e.low, e.high, at_least=min_energy),
+               effect("control model: accuracy change without the marker", c.estimate, c.low, c.high, below=max_control)]
+    return Lesson(m.table(), {}, {}, "The marker model reads the marker, not the lungs", effects)
+
+
 def lung_box_mask(size: int | tuple[int, int]) -> np.ndarray:
     """uint8 mask (255 inside) of the `LUNG_BOX` lung-field box at an image size."""
     h, w = (size, size) if isinstance(size, int) else size
@@ -343,6 +365,19 @@ def blank_lungs(images, lung_masks=None, *, fill: float | str = "mean") -> tuple
             raise ValueError(f"fill must be a number or 'mean', got {fill!r}")
         out[i][region[i]] = v
     return out.astype(x.dtype), how
+
+
+def lungs_blanked(run: Run, *, masks: bool = True, cache=None) -> tuple[dict[str, float], str]:
+    """A trained run's test accuracy on its films as they are and with the lungs blanked
+    (`blank_lungs`: each film's lung mask when `masks` and the source has them, else the fixed
+    `LUNG_BOX`), beside the majority baseline (the run's train majority class); and how the lungs
+    were blanked. A model that keeps its accuracy without the lungs reads something outside them."""
+    t = run.batch("test", cache=cache)
+    blank, how = blank_lungs(t.images, t.lungs if masks else None)
+    labels = t.rows["label"]
+    return {"accuracy": accuracy(run.model, t.images, labels, run.classes),
+            "lungs blanked": accuracy(run.model, blank, labels, run.classes),
+            "majority baseline": float((labels == run.metrics["majority_class"]).mean())}, how
 
 
 def source_split(index: pd.DataFrame) -> pd.DataFrame:
@@ -486,3 +521,41 @@ def collection_effect(model: keras.Model | Explainer, normals_index: pd.DataFram
     return CollectionEffect(positive_class, positive_source, shares, other,
                             _difference(shares[positive_source], other), {s: int((src == s).sum()) for s in order})
 
+
+def collection_lesson(c: CollectionEffect, *, min_own: float = 0.5, max_other: float = 0.2) -> Lesson:
+    """The collection lesson (DeGrave et al. 2021) judged from `collection_effect`'s result `c`:
+    the model calls the COVID collection's own normal films COVID in at least `min_own` of
+    cases, the other collection's normals in at most `max_other`, difference above 0."""
+    own, other, diff = c.called[c.positive_source], c.other, c.difference
+    effects = [effect(f"normal films of the {c.positive_class} collection called {c.positive_class}",
+                      own.estimate, own.low, own.high, at_least=min_own),
+               effect(f"normal films of the other collection called {c.positive_class}",
+                      other.estimate, other.low, other.high, at_most=max_other),
+               effect("difference", diff.estimate, diff.low, diff.high, ci_above=0.0)]
+    return Lesson(c.table(), {}, {}, f"The model learned the collection: it calls normal films of the "
+                  f"{c.positive_class} collection {c.positive_class}", effects)
+
+
+def collection_test(config: TrainConfig, mixed: pd.DataFrame, normals: pd.DataFrame, run_dir: str | Path, *,
+                    positive_source: str, positive_class: str = "covid", cache=None, seed: int = 0,
+                    n_boot: int = 2000) -> tuple[Run, Lesson | None]:
+    """The articles' set-up, trained, and its collection lesson (DeGrave et al. 2021).
+
+    `config` is trained in `run_dir` (rewritten) on `mixed`, `positive_class` films from the
+    collection `positive_source` and normal films from another, split by patient
+    (`cxrnb.splits.split_by_patient`, `seed`). The model is then scored on the films of `normals`
+    (the normal films of every collection, column ``source``) whose patients it neither trained
+    nor validated on, read at the config's image size (`collection_effect`), and judged by
+    `collection_lesson`. Returns the run and the lesson; the lesson is None when fewer than two
+    collections have held-out normal films, as the test compares them.
+    """
+    split = split_by_patient(mixed, seed=seed)
+    run = train(config, split, run_dir, overwrite=True, cache=cache)
+    fitted = split.loc[split["split"] != "test", "patient_id"]
+    held_out = normals[~normals["patient_id"].isin(fitted)]  # normal films the model never trained on
+    if held_out["source"].nunique() < 2:
+        return run, None
+    images = load_images(held_out, config.image_size, cache=cache, progress=False)
+    measured = collection_effect(run.model, held_out, images, run.classes, positive_class,
+                                 positive_source=positive_source, seed=seed, n_boot=n_boot)
+    return run, collection_lesson(measured)

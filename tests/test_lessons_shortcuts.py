@@ -1,12 +1,13 @@
-"""Shortcut measurements: marker boxes, counterfactual films, blanked lungs, source labels."""
+"""Notebook 05's lessons (cxrnb.lessons.shortcuts): marker boxes, counterfactual films, blanked
+lungs, source labels, the marker and collection lessons."""
 import keras
 import numpy as np
 import pandas as pd
 import pytest
 
 from cxrnb import explain as E
-from cxrnb import shortcut as SC
-from cxrnb.experiments import collection_lesson, marker_lesson
+from cxrnb.lessons import shortcuts as SC
+from cxrnb.lessons.shortcuts import collection_lesson, marker_lesson
 from cxrnb.synthetic.render import render_image
 
 N = 48
@@ -298,3 +299,73 @@ def test_collection_effect_says_what_is_missing():
         SC.collection_effect(*args, positive_source="X")
     with pytest.raises(ValueError, match="normals_index holds films labelled 'covid'"):
         SC.collection_effect(model, idx.assign(label="covid"), imgs, ["covid", "normal"], positive_source="A")
+
+
+def test_collection_test_trains_on_the_mixed_set_and_scores_the_normal_films_it_never_saw(monkeypatch):
+    """Notebook 05's collection test: split by patient, train, then the collection effect on the
+    normal films whose patients were neither trained nor validated on; no lesson when only one
+    collection has such films. Training and reading are stand-ins here (a model that calls a
+    bright film covid: collection A's normal films are bright, B's dark)."""
+    from types import SimpleNamespace
+
+    from cxrnb.splits import split_by_patient
+    from cxrnb.train import TrainConfig
+
+    model, classes = grey_model(**COVID_MODEL), ["covid", "normal"]
+    normals, imgs = _normals({"A": [[1, 1], [1], [1, 1], [1]], "B": [[0]] * 7 + [[1]]})
+    normals = normals.assign(path=[f"n{i}.png" for i in range(len(normals))], view="PA", root="data")
+    covid = pd.DataFrame({"path": [f"c{i}.png" for i in range(8)], "label": "covid", "view": "PA", "root": "data",
+                          "patient_id": [f"C{i}" for i in range(8)], "source": "A"})
+    mixed = pd.concat([covid, normals[normals["source"] == "B"]], ignore_index=True)
+    trained, read = [], []
+
+    def fake_train(config, split, run_dir, **kw):
+        trained.append((config, split, run_dir, kw))
+        return SimpleNamespace(model=model, classes=classes)
+
+    def fake_load_images(rows, size, **kw):
+        read.append((rows, size, kw))
+        return imgs[rows.index]
+
+    monkeypatch.setattr(SC, "train", fake_train)
+    monkeypatch.setattr(SC, "load_images", fake_load_images)
+    config = TrainConfig.preset("default", image_size=32)
+    run, lesson = SC.collection_test(config, mixed, normals, "runs/article", positive_source="A", cache="c",
+                                     seed=3, n_boot=200)
+    split = split_by_patient(mixed, seed=3)
+    assert run.model is model and trained[0][1].equals(split)
+    assert trained[0][2:] == ("runs/article", {"overwrite": True, "cache": "c"})
+    fitted = set(split.loc[split["split"] != "test", "patient_id"])
+    held_out = normals[~normals["patient_id"].isin(fitted)]
+    assert read[0][0].equals(held_out) and read[0][1:] == (32, {"cache": "c", "progress": False})
+    expected = SC.collection_lesson(SC.collection_effect(model, held_out, imgs[held_out.index], classes,
+                                                         positive_source="A", seed=3, n_boot=200))
+    pd.testing.assert_frame_equal(lesson.table, expected.table)
+    assert lesson.verdict() == expected.verdict()
+    assert lesson.table.loc["A", "films"] == 6 and lesson.table.loc["B", "films"] == (held_out["source"] == "B").sum()
+    only_b = normals[normals["source"] == "B"]
+    assert SC.collection_test(config, mixed, only_b, "runs/article", positive_source="A", seed=3)[1] is None
+
+
+def test_lungs_blanked_scores_a_runs_test_films_with_and_without_the_lungs():
+    from types import SimpleNamespace
+
+    model = grey_model(**COVID_MODEL)               # covid when the film is bright on average
+    films = np.full((4, 16, 16), 200, np.uint8)
+    films[:, :4] = 0                                # a dark band above the lungs
+    lungs = np.zeros_like(films)
+    lungs[:, 4:] = 255
+    rows = pd.DataFrame({"label": ["covid", "covid", "normal", "covid"]})
+    batch = SimpleNamespace(images=films, lungs=lungs, rows=rows)
+    calls = []
+
+    def test_batch(part, cache=None):
+        calls.append((part, cache))
+        return batch
+
+    run = SimpleNamespace(model=model, classes=["covid", "normal"], metrics={"majority_class": "normal"},
+                          batch=test_batch)
+    scores, how = SC.lungs_blanked(run, cache="c")
+    assert calls == [("test", "c")] and how == "lung masks"
+    assert scores == {"accuracy": 0.75, "lungs blanked": 0.25, "majority baseline": 0.25}  # blanked: all dark
+    assert SC.lungs_blanked(run, masks=False)[1].startswith("lung-field box")

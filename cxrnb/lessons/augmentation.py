@@ -1,10 +1,14 @@
-"""Look before you train: figures of what an augmentation policy does to chest X-rays.
+"""The lessons of notebook 02 (augmentation preview): look before you train, figures of what an
+augmentation policy does to chest X-rays.
 
-Every function takes numpy images (uint8 or float in 0..255, ``(H, W)`` or ``(H, W, 1)``) and
-returns a `matplotlib.figure.Figure` (built without pyplot, like `cxrnb.plots`, so a notebook shows
-it once, when it is the cell's value). Given a policy (or preset name) and a seed, a figure is
-deterministic: the executor is built afresh with that seed and all draws come from one batch.
-Given an executor object instead, its random state advances from call to call.
+Every figure function takes numpy images (uint8 or float in 0..255, ``(H, W)`` or ``(H, W, 1)``)
+and returns a `matplotlib.figure.Figure` (built without pyplot, like `cxrnb.plots`, so a notebook
+shows it once, when it is the cell's value). Given a policy (or preset name) and a seed, a figure
+is deterministic: the executor is built afresh with that seed and all draws come from one batch.
+Given an executor object instead, its random state advances from call to call. `first_films` and
+`film_masks` read the films and masks the figures show; `normalise` and `normalisation_table`
+compare the normalisations the models use; `resolution_grid` shows one film at several sizes.
+The policy and its executors are a library (`cxrnb.augment`); this module only shows them.
 """
 from __future__ import annotations
 
@@ -14,9 +18,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from .augment import EXECUTORS as _EXECUTORS
-from .augment import AugmentPolicy, CXRAugment, make_augmenter
-from .plots import DPI, FILM, LESION, LUNG, overlay_legend, photo
+from ..augment import EXECUTORS as _EXECUTORS
+from ..augment import AugmentPolicy, CXRAugment, make_augmenter
+from ..images import read_gray
+from ..pipeline import load_images
+from ..plots import DPI, FILM, LESION, LUNG, overlay_legend, photo
 
 EXECUTORS = tuple(_EXECUTORS)  # ("keras", "opencv", "imgaug")
 
@@ -97,6 +103,27 @@ def draws_grid(image, augmenter_or_policy="default", n: int = 16, seed: int = 0,
     for ax, (img, t) in zip(axes, panels):
         _show(ax, img, t)
     return photo(fig)
+
+
+def film_masks(row, size: int) -> np.ndarray | None:
+    """The lung and lesion masks of one index row (a Series with ``root``, ``lung_mask`` and
+    ``lesion_mask``) as (size, size, 2), read and resized as its film is (`cxrnb.images.read_gray`,
+    so the outlines sit where the film's pixels are); None when the row has no masks."""
+    if not isinstance(row.get("lung_mask"), str):
+        return None
+    return np.stack([read_gray(f"{row['root']}/{row[c]}", size, min_side=1)[0] for c in ("lung_mask", "lesion_mask")],
+                    -1)
+
+
+def first_films(rows, size: int) -> tuple[dict[str, list[np.ndarray]], dict[str, np.ndarray] | None]:
+    """The first film (by path) of each class of an index, in class order, at `size`:
+    ``{label: [film]}`` and ``{label: masks}`` (`film_masks`; None when the source has no
+    masks), the inputs of `class_grid`."""
+    firsts = rows.sort_values("path").groupby("label").head(1).sort_values("label")
+    images = load_images(firsts, size, progress=False)
+    by_class = {label: [img] for label, img in zip(firsts["label"], images)}
+    masks = {row["label"]: m for _, row in firsts.iterrows() if (m := film_masks(row, size)) is not None}
+    return by_class, masks or None
 
 
 def class_grid(images_by_class: Mapping[str, Sequence[np.ndarray]], policy="default", seed: int = 0,
@@ -241,7 +268,7 @@ def sample_params(policy, n: int, seed: int = 0) -> list[dict]:
     gamma and the fraction cropped from each side (top, bottom, left, right)."""
     import tensorflow as tf
 
-    from .augment.transforms import describe, draw_uniforms
+    from ..augment.transforms import describe, draw_uniforms
 
     p = policy if isinstance(policy, AugmentPolicy) else AugmentPolicy.preset(policy)
     return describe(p, draw_uniforms(n, seed=tf.constant([seed, 0], tf.int64), own_seed=seed))
@@ -300,7 +327,7 @@ def normalise(images, how: str) -> np.ndarray:
     `MinMaxNormalize`): each image stretched to 0..1, so exposure differences vanish; ``ImageNet
     (VGG16)`` (article 004's pretrained VGG16, `ImageNetPreprocess`): the gray film repeated in 3
     channels, minus the ImageNet means."""
-    from .models import ImageNetPreprocess, MinMaxNormalize
+    from ..models import ImageNetPreprocess, MinMaxNormalize
 
     x = np.asarray(images, np.float32)
     if how not in NORMALISATIONS:
@@ -325,3 +352,18 @@ def normalisation_table(images):
         rows.append({"normalisation": how, "min": round(float(v.min()), 2), "max": round(float(v.max()), 2),
                      "mean": round(float(v.mean()), 2), "spread of image means (sd)": round(float(means.std()), 3)})
     return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- resolution
+
+def resolution_grid(path, sizes: Sequence[int] = (64, 128, 224, 512), batch_size: int = 16) -> Figure:
+    """One film file read at each side of `sizes` as the pipeline reads it (`cxrnb.images.read_gray`),
+    each titled with what a float32 batch of `batch_size` such films takes in memory: what a
+    finding keeps, and what it costs, at each resolution."""
+    fig = photo(Figure(figsize=(FILM * len(sizes), FILM + 0.3), dpi=DPI, layout="constrained"))
+    for ax, s in zip(fig.subplots(1, len(sizes)), sizes):
+        img, _ = read_gray(path, s)
+        ax.imshow(img, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+        ax.set_title(f"{s} px\n{s * s * 4 * batch_size / 2**20:.1f} MiB per batch of {batch_size}", fontsize=9)
+        ax.set_axis_off()
+    return fig
