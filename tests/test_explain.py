@@ -161,6 +161,7 @@ def test_localisation_scores_known_answer():
     half[:, 2, 2], half[:, 2, 6] = 3.0, 1.0    # 3/4 of the energy left, peak at (2, 2)
     np.testing.assert_allclose(E.energy_share(half, lung), [0.75, 0.75])
     assert E.pointing_game(half, lesion).tolist() == [True, False]
+    assert E.POINTING_TOLERANCE * 8 < 1                      # on an 8 px film: strictly inside
     t = E.localisation({"perfect": perfect, "half": half}, lung, lesion, n_random=50)
     assert t.loc["perfect", "lesion_energy"] == 1.0 and t.loc["perfect", "pointing_game"] == 1.0
     assert t.loc["half", "lung_energy"] == 0.75 and t.loc["half", "pointing_game"] == 1.0
@@ -174,6 +175,19 @@ def test_localisation_scores_known_answer():
     assert blank.loc["blank", ["lung_energy", "lesion_energy", "pointing_game"]].isna().all()
     none = E.localisation({"half": half}, lung, np.zeros_like(lesion))     # no film with a lesion
     assert none.loc["half", "lung_energy"] == 0.75 and none.loc["half", "lesion_energy":].iloc[:-2].isna().all()
+
+
+def test_pointing_game_counts_a_peak_within_the_published_tolerance_of_the_mask():
+    lesion = np.zeros((4, 64, 64), np.uint8)
+    lesion[:, 20:30, 20:30] = 255                            # tolerance at 64 px: 15 / 224 * 64 = 4.3 px
+    maps = np.zeros((4, 64, 64), np.float32)
+    for i, (y, x) in enumerate([(25, 25), (25, 33), (33, 33), (25, 40)]):  # inside, 4 px right, 4 px diagonal, 11 px
+        maps[i, y, x] = 1.0
+    assert E.pointing_game(maps, lesion).tolist() == [True, True, False, False]   # 4 * sqrt(2) = 5.7 px > 4.3
+    assert E.pointing_game(maps, lesion, tolerance=0).tolist() == [True, False, False, False]
+    assert E.pointing_game(maps, np.zeros_like(lesion)).tolist() == [False] * 4  # no lesion: no hit
+    t = E.localisation({"cam": maps}, None, lesion, n_random=5, n_boot=0)
+    assert t.loc["cam", "pointing_game"] == 0.5 and t.loc["cam", "pointing_strict"] == 0.25
 
 
 def test_random_maps_are_smooth_seeded_blobs_unless_each_cell_is_a_pixel():

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..explain import Curves, faithfulness_gaps, faithfulness_table, localisation
+from ..explain import POINTING_TOLERANCE, Curves, faithfulness_gaps, faithfulness_table, localisation
 from .core import Lesson, effect
 
 
@@ -23,15 +23,17 @@ def gradcam_lesson(maps: dict[str, np.ndarray], lungs, lesions, *, groups=None, 
                    n_boot: int = 1000, min_ratio: float = 3.0, min_pointing: float = 0.5) -> Lesson:
     """Does the finding class's map point at the lesion? `maps` must be of the *finding* class
     (films with a lesion, correctly classified). Verdict: Grad-CAM puts at least `min_ratio`
-    times the lesion's share of the film on the lesion (interval above 1) and its peak falls in
-    the lesion on at least `min_pointing` of the films; a smooth random map scores its area share.
+    times the lesion's share of the film on the lesion (interval above 1) and its peak falls on
+    the lesion (within the pointing game's published tolerance, `cxrnb.explain.pointing_game`) on
+    at least `min_pointing` of the films; a smooth random map scores its area share.
     """
     loc = localisation(maps, lungs, lesions, seed=seed, groups=groups, n_boot=n_boot)
     g = loc.loc["gradcam"]
+    tolerance = POINTING_TOLERANCE * max(np.shape(maps["gradcam"])[1:3])  # in pixels of these maps
     effects = [effect("lesion energy / lesion area", g["lesion_energy_ratio"], g["lesion_energy_ratio_low"],
                       g["lesion_energy_ratio_high"], at_least=min_ratio, ci_above=1.0),
-               effect("peak inside the lesion (pointing game)", g["pointing_game"], g["pointing_game_low"],
-                      g["pointing_game_high"], at_least=min_pointing)]
+               effect(f"peak on the lesion or within {tolerance:.0f} px (pointing game)", g["pointing_game"],
+                      g["pointing_game_low"], g["pointing_game_high"], at_least=min_pointing)]
     return Lesson(loc, {}, {}, "Grad-CAM of the finding class points at the lesion", effects)
 
 
