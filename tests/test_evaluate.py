@@ -91,6 +91,29 @@ def test_patient_bootstrap_resamples_whole_patients():
     assert not np.allclose(acc_img * 30, np.round(acc_img * 30))
 
 
+def test_patient_bootstrap_equals_a_loop_of_scikit_learn_calls():
+    """The vectorised bootstrap (sparse per-patient counts, `weighted_auc`) checked against its
+    definition: per resample, repeat every film as often as its patient was drawn and score the
+    repeated films with scikit-learn."""
+    rng = np.random.default_rng(5)
+    groups = np.repeat([f"p{i:02d}" for i in range(12)], rng.integers(1, 4, 12))
+    y = rng.integers(0, 2, len(groups))
+    s = np.round(np.clip(0.3 * y + 0.7 * rng.random(len(y)), 0, 1), 1)  # ties, as real scores have
+    got = bootstrap_ci(y, np.column_stack([1 - s, s]), groups, n_boot=200, seed=7)
+    codes = pd.factorize(groups, sort=True)[0]
+    draws = np.random.default_rng(7).integers(0, 12, size=(200, 12), dtype=np.int32)
+    want = {"accuracy": [], "balanced_accuracy": [], "auc": []}
+    for d in draws:
+        idx = np.concatenate([np.flatnonzero(codes == q) for q in d])
+        yi, si = y[idx], s[idx]
+        want["accuracy"].append(accuracy_score(yi, si > 0.5))
+        both = 0 < yi.sum() < len(yi)
+        want["balanced_accuracy"].append(balanced_accuracy_score(yi, si > 0.5) if both else float(np.mean(yi == (si > 0.5))))
+        want["auc"].append(roc_auc_score(yi, si) if both else np.nan)
+    for m, values in want.items():
+        np.testing.assert_allclose(got[m].samples, values, rtol=1e-12, err_msg=m)
+
+
 def test_image_resampling_gives_too_narrow_ci():
     y, p, g = clustered()
     pat = bootstrap_ci(y, p, g, n_boot=1000, seed=0)
