@@ -86,7 +86,12 @@ def test_notebook_runs_on_real_subset(nb_path, dataset, shared_data, tmp_path):
 
 #: The synthetic layouts of the hospital sources (DICOM, RSNA boxes, CheXpert, MIMIC-CXR-JPG).
 LAYOUTS = ("rsna-pneumonia", "dicom", "chexpert", "mimic-cxr-jpg")
-LAYOUT_CASES = [(nb, layout) for nb in NOTEBOOKS if nb.name[:2] in ("01", "02", "03") for layout in LAYOUTS]
+# 01 and 02 read every layout; 03 trains on the two whose films differ most from the embedded
+# default's (DICOM files; RSNA's one film per patient with boxes as lesion masks): past
+# `DataSpec.split` its path is the same for every layout (the index contract), and each of the
+# other two cost another 40 s of `make test` for no other code path.
+LAYOUT_CASES = [(nb, layout) for nb in NOTEBOOKS if nb.name[:2] in ("01", "02") for layout in LAYOUTS]
+LAYOUT_CASES += [(nb, layout) for nb in NOTEBOOKS if nb.name[:2] == "03" for layout in ("dicom", "rsna-pneumonia")]
 
 
 @pytest.mark.parametrize("nb_path,layout", LAYOUT_CASES, ids=[f"{nb.stem}-{lay}" for nb, lay in LAYOUT_CASES])
