@@ -1,5 +1,7 @@
 """Readers of hospital-style sources: RSNA Pneumonia (DICOM + boxes), DICOM class folders,
-CheXpert and MIMIC-CXR-JPG. Same contract as `cxrnb.sources` (registered in its `SOURCES`).
+CheXpert and MIMIC-CXR-JPG. Same contract as `cxrnb.sources`; the end of this module registers
+them in its `SOURCES` (`cxrnb.readers.hospital` imports it, as `cxrnb.sources` imports every
+module of `cxrnb.readers`).
 
 The DICOM readers read each file's header (`cxrnb.dicom.header`: patient id, view, sex, age,
 study, nothing else, so names, birth dates, accession numbers and institutions never reach an

@@ -708,8 +708,11 @@ register("folder", read_folder, layout="<class>/*.png|jpg|jpeg folders", downloa
          patient_ids=False)
 
 
-# The hospital-style readers build on this module's helpers and register themselves.
-from . import radiology as _radiology  # noqa: E402,F401
+# More sources: every module of cxrnb.readers (and the cxrnb.sources entry points) registers its
+# own, after this module's helpers and readers exist (they build on them).
+from .readers import load as _load_readers  # noqa: E402
+
+_load_readers()
 
 
 def read_source(source: str, root: str | Path, **task) -> pd.DataFrame:

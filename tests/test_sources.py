@@ -1,6 +1,7 @@
 """Readers: every real layout (written by hand with its quirks, and the real subsets when present)."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -528,3 +529,28 @@ def test_a_source_is_one_register_call_that_the_cli_notebooks_and_generator_read
         nb.prepare_data("mine", tmp_path / "absent")
     with pytest.raises(FileNotFoundError, match="no such source; choose one of"):
         nb.prepare_data("theirs", tmp_path / "absent")
+
+
+def test_a_source_module_in_a_readers_package_registers_itself_when_the_package_is_loaded(tmp_path, monkeypatch):
+    """`cxrnb.readers.load` imports every module of a package, as `cxrnb.sources` does with
+    `cxrnb.readers` itself: a new source is one module there, with no other edit."""
+    from cxrnb import readers, sources
+
+    assert "cxrnb.readers.hospital" in readers.load()          # the built-in package, loaded again: cached
+    assert {"rsna-pneumonia", "dicom", "chexpert", "mimic-cxr-jpg"} <= set(sources.SOURCES)
+    pkg = tmp_path / "my_readers"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "toy.py").write_text(
+        "from cxrnb import sources\n"
+        "def read_toy(root, *, classes=None):\n"
+        "    return sources.read_folder(root, classes=classes)\n"
+        "sources.register('toy-archive', read_toy, layout='<class>/ folders', download='ask the toy archive',\n"
+        "                 patient_ids=False)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(sources.SOURCES, "toy-archive", None)  # removed again after the test
+    assert readers.load("my_readers", [str(pkg)], group="cxrnb.no-such-group") == ["my_readers.toy"]
+    assert sources.SOURCES["toy-archive"].download == "ask the toy archive"
+    assert not sources.SOURCES["toy-archive"].patient_ids
+    for name in ("my_readers.toy", "my_readers"):
+        sys.modules.pop(name)
