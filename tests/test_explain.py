@@ -185,6 +185,9 @@ def test_pointing_game_counts_a_peak_within_the_published_tolerance_of_the_mask(
         maps[i, y, x] = 1.0
     assert E.pointing_game(maps, lesion).tolist() == [True, True, False, False]   # 4 * sqrt(2) = 5.7 px > 4.3
     assert E.pointing_game(maps, lesion, tolerance=0).tolist() == [True, False, False, False]
+    np.testing.assert_allclose(E.peak_distance(maps, lesion), [0, 4, np.sqrt(32), 11])
+    assert E.pointing_radius(maps.shape) == pytest.approx(15 / 224 * 64)
+    assert np.isinf(E.peak_distance(maps, np.zeros_like(lesion))).all()
     assert E.pointing_game(maps, np.zeros_like(lesion)).tolist() == [False] * 4  # no lesion: no hit
     t = E.localisation({"cam": maps}, None, lesion, n_random=5, n_boot=0)
     assert t.loc["cam", "pointing_game"] == 0.5 and t.loc["cam", "pointing_strict"] == 0.25

@@ -22,7 +22,8 @@ from .methods import (REGISTRY, GradCAM, GradCAMPlusPlus, GradientCAM, LayerCAM,
 from .model import Explainer, _expand, explainer, find_spatial_layer, layer_output
 from .sanity import (EDGES, MapFn, copy_model, data_randomisation_check, edge_map, randomisation_check,
                      rank_correlation)
-from .scores import POINTING_TOLERANCE, energy_share, localisation, pointing_game, random_maps
+from .scores import (POINTING_TOLERANCE, energy_share, localisation, peak_distance, pointing_game, pointing_radius,
+                     random_maps)
 
 #: Every registered method, in display order (as of import; `names()` after a `register`).
 METHODS = names()
@@ -33,7 +34,8 @@ __all__ = [
     "METHODS", "COMPILED", "EDGES", "REGISTRY", "Method", "GradientCAM", "GradCAM", "GradCAMPlusPlus",
     "LayerCAM", "ToolkitMethod", "ScoreCAM", "SmoothGrad", "register", "names", "cam", "cams", "compiled_maps",
     "Explainer", "explainer", "find_spatial_layer", "layer_output", "_expand",
-    "POINTING_TOLERANCE", "energy_share", "pointing_game", "random_maps", "localisation",
+    "POINTING_TOLERANCE", "energy_share", "peak_distance", "pointing_game", "pointing_radius", "random_maps",
+    "localisation",
     "Curves", "reference_images", "deletion_insertion", "faithfulness", "faithfulness_table", "faithfulness_gaps",
     "MapFn", "copy_model", "edge_map", "rank_correlation", "randomisation_check", "data_randomisation_check",
 ]

@@ -40,9 +40,30 @@ def energy_share(maps, masks) -> np.ndarray:
 POINTING_TOLERANCE = 15 / 224
 
 
+def pointing_radius(shape: tuple[int, ...], tolerance: float = POINTING_TOLERANCE) -> float:
+    """The pointing game's tolerance in pixels for maps of `shape` ((B, H, W) or (H, W)): `tolerance`
+    x the longer side."""
+    return tolerance * max(shape[-2:])
+
+
+def peak_distance(maps, masks) -> np.ndarray:
+    """Per image, the distance in pixels from the map's peak (first maximum in row-major order) to
+    the nearest mask pixel: 0 on the mask, inf for an empty mask."""
+    maps = np.asarray(maps)
+    inside = _masks(masks, maps, "")
+    n, w = len(maps), maps.shape[-1]
+    py, px = np.divmod(maps.reshape(n, -1).argmax(axis=1), w) if n else (np.zeros(0, int),) * 2
+    out = np.full(n, np.inf)
+    for i in range(n):
+        ys, xs = np.nonzero(inside[i])
+        if ys.size:
+            out[i] = float(np.sqrt(((ys - py[i]) ** 2 + (xs - px[i]) ** 2).min()))
+    return out
+
+
 def pointing_game(maps, masks, *, tolerance: float = POINTING_TOLERANCE) -> np.ndarray:
-    """Per image, whether the map's peak (first maximum in row-major order) lies on the mask or
-    within `tolerance` x the film's longer side of it (0: strictly inside).
+    """Per image, whether the map's peak lies on the mask or within `pointing_radius` of it
+    (`tolerance` x the film's longer side; 0: strictly inside).
 
     Why a tolerance: a CAM is a coarse grid upsampled, so its peak sits at the centre of its
     brightest cell; a cell that covers a lesion's edge peaks a few pixels beside it. Zhang et al.
@@ -50,16 +71,7 @@ def pointing_game(maps, masks, *, tolerance: float = POINTING_TOLERANCE) -> np.n
     `compact` there); a smooth random map still rarely lands that close (`localisation`'s row).
     """
     maps = np.asarray(maps)
-    inside = _masks(masks, maps, "")
-    n = len(maps)
-    h, w = maps.shape[1:3] if maps.ndim == 3 else (0, 0)
-    py, px = np.divmod(maps.reshape(n, -1).argmax(axis=1), max(w, 1)) if n else (np.zeros(0, int),) * 2
-    r2 = (tolerance * max(h, w)) ** 2
-    hits = np.zeros(n, bool)
-    for i in range(n):
-        ys, xs = np.nonzero(inside[i])
-        hits[i] = ys.size > 0 and float(((ys - py[i]) ** 2 + (xs - px[i]) ** 2).min()) <= r2
-    return hits
+    return peak_distance(maps, masks) <= pointing_radius(maps.shape, tolerance)
 
 
 def random_maps(shape: tuple[int, int, int], seed: int = 0, *, cells: int | tuple[int, int] = 8
@@ -143,10 +155,10 @@ def localisation(maps: Mapping[str, np.ndarray], lung_masks=None, lesion_masks=N
                 per_film = {f"{what}_energy": np.nanmean([energy_share(m, mk) for m in ms_], 0)}
                 if what == "lesion":
                     per_film["lesion_area"] = mk.mean(axis=(1, 2))
+                    dist = [np.where(np.ptp(m, axis=(1, 2)) > 0, peak_distance(m, mk), np.nan) for m in ms_]
                     for col, tol in (("pointing_game", POINTING_TOLERANCE), ("pointing_strict", 0.0)):
-                        per_film[col] = np.nanmean([np.where(np.ptp(m, axis=(1, 2)) > 0,
-                                                             pointing_game(m, mk, tolerance=tol), np.nan)
-                                                    for m in ms_], 0)
+                        radius = pointing_radius(mk.shape, tol)
+                        per_film[col] = np.nanmean([np.where(np.isnan(d), np.nan, d <= radius) for d in dist], 0)
                 est = {k: float(np.nanmean(v)) for k, v in per_film.items()}
             boot = _film_boot(per_film, None if groups is None else groups[films], n_boot, seed)
             if what == "lesion":

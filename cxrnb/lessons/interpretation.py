@@ -15,7 +15,7 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from ..explain import POINTING_TOLERANCE, Curves, faithfulness_gaps, faithfulness_table, localisation
+from ..explain import Curves, faithfulness_gaps, faithfulness_table, localisation, pointing_radius
 from .core import Lesson, effect
 
 
@@ -29,7 +29,7 @@ def gradcam_lesson(maps: dict[str, np.ndarray], lungs, lesions, *, groups=None, 
     """
     loc = localisation(maps, lungs, lesions, seed=seed, groups=groups, n_boot=n_boot)
     g = loc.loc["gradcam"]
-    tolerance = POINTING_TOLERANCE * max(np.shape(maps["gradcam"])[1:3])  # in pixels of these maps
+    tolerance = pointing_radius(np.shape(maps["gradcam"]))  # in pixels of these maps
     effects = [effect("lesion energy / lesion area", g["lesion_energy_ratio"], g["lesion_energy_ratio_low"],
                       g["lesion_energy_ratio_high"], at_least=min_ratio, ci_above=1.0),
                effect(f"peak on the lesion or within {tolerance:.0f} px (pointing game)", g["pointing_game"],
