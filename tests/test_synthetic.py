@@ -349,10 +349,19 @@ def test_shortcut_zero_marks_nothing_and_half_marks_some(kaggle, tmp_path):
 
 
 def test_shortcut_class_any_marks_both_classes_alike(tmp_path):
+    """The control's marker says nothing about the label, in the whole set and in any split of it:
+    each class holds the share to within one film, and so does each patient."""
     m = generate(tmp_path, shortcut=0.5, shortcut_class="any", n_patients=60, size=32, progress=False,
                  classes=("pneumonia", "normal"))
-    share = m.groupby("label")["marker"].mean()
-    assert 0.25 < share["pneumonia"] < 0.75 and 0.25 < share["normal"] < 0.75, share
+    for label, films in m.groupby("label"):
+        assert abs(films["marker"].sum() - 0.5 * len(films)) <= 1, label
+    per_patient = m.groupby("patient_id")["marker"].agg(["sum", "size"])
+    assert (abs(per_patient["sum"] - 0.5 * per_patient["size"]) <= 0.5).all()
+    assert (per_patient["size"] > 1).any()  # patients with several films were tested
+    fifth = generate(tmp_path / "fifth", shortcut=0.2, shortcut_class="any", n_patients=60, size=32, progress=False,
+                     classes=("pneumonia", "normal"))
+    for label, films in fifth.groupby("label"):
+        assert abs(films["marker"].sum() - 0.2 * len(films)) <= 1, label
     with pytest.raises(ValueError, match="shortcut_class.*'any'"):
         generate(tmp_path / "bad", shortcut=0.5, shortcut_class="covid", n_patients=4, size=32, progress=False,
                  classes=("pneumonia", "normal"))
