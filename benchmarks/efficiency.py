@@ -13,7 +13,15 @@ In one run, on every CPU this process may use:
   `--repeats` epochs of `--films` films after one warm-up epoch; achieved GFLOP/s taken as
   3 x forward FLOPs x films/s (backward ~ 2 x forward), and that as a share of each peak.
 
-Prints a table and writes the JSON (with the load average, so a busy machine shows).
+* tries on the default preset's model, each a row like a preset's with its speed against the
+  preset as it is: batch 64 and 128 (fewer, larger kernel calls) and Keras' `mixed_bfloat16`
+  policy (AVX-512 BF16 / AMX kernels where the CPU has them);
+* the recipe, end to end: the default preset at its 64 px and at 128 px (its size when issue 19
+  measured it) trained on notebook 03's default embedded data, for each of `--seeds`: fitting
+  seconds, epochs and test ROC AUC, and the median time ratio. A smaller input is a recipe
+  change, so it counts only with the same test AUC (`--seeds` with no value skips it).
+
+Prints the tables and writes the JSON (with the load average, so a busy machine shows).
 """
 from __future__ import annotations
 
@@ -62,16 +70,26 @@ def peaks(repeats: int = 5) -> dict[str, float]:
     return {"matmul_gflops": 2 * n ** 3 / mm_s / 1e9, "conv3x3_gflops": 2 * 32 * 64 * 64 * 9 * 64 * 64 / conv_s / 1e9}
 
 
-def preset_row(preset: str, films: int, repeats: int) -> dict:
-    """Forward FLOPs per film and in-memory training films/s of one preset's model."""
+#: Tries on the default preset (name -> TrainConfig changes, Keras dtype policy).
+TRIES = {"batch 64": ({"batch_size": 64}, None), "batch 128": ({"batch_size": 128}, None),
+         "mixed_bfloat16": ({}, "mixed_bfloat16")}
+
+
+def preset_row(preset: str, films: int, repeats: int, changes: dict | None = None, policy: str | None = None) -> dict:
+    """Forward FLOPs per film and in-memory training films/s of one preset's model (with
+    `changes` to its config and Keras dtype `policy`, for the tries)."""
     import keras
     import numpy as np
 
     from cxrnb.train import TrainConfig, build
 
-    cfg = TrainConfig.preset(preset)
+    cfg = TrainConfig.preset(preset).replace(**(changes or {}))
     keras.utils.set_random_seed(0)
-    model = build(cfg, ["normal", "pneumonia"])
+    keras.config.set_dtype_policy(policy or "float32")
+    try:
+        model = build(cfg, ["normal", "pneumonia"])
+    finally:
+        keras.config.set_dtype_policy("float32")
     shape = (cfg.image_size, cfg.image_size, cfg.channels)
     rng = np.random.default_rng(0)
     x = rng.random((films, *shape), dtype=np.float32)
@@ -84,6 +102,42 @@ def preset_row(preset: str, films: int, repeats: int) -> dict:
             "forward_gflop_per_film": fwd / 1e9, "films_per_s": rate, "achieved_gflops": 3 * fwd * rate / 1e9}
 
 
+def recipe_rows(seeds: list[int], sizes: tuple[int, ...], work: Path) -> list[dict]:
+    """Train notebook 03's default recipe at each input size on its default embedded data, one
+    run per seed (fresh data, split and run folders under `work`): fitting seconds and test AUC."""
+    from cxrnb.notebook import DataSpec, parameters
+    from cxrnb.train import TrainConfig, train
+
+    p = parameters(HERE.parent / "notebooks" / "03_training.ipynb")
+    rows = []
+    for seed in seeds:
+        split = DataSpec(p["DATASET"], work / f"data-{seed}", work, synthetic=p["SYNTHETIC"], seed=seed).split()
+        for size in sizes:
+            cfg = TrainConfig.preset(p["PRESET"], image_size=size, epochs=p["EPOCHS"], seed=seed)
+            run = train(cfg, split, work / "runs" / f"{size}px-seed{seed}", overwrite=True, cache=work / "cache")
+            rows.append({"seed": seed, "image_size": size, "seconds": run.seconds, "epochs": len(run.history),
+                         "test_auc": run.evaluate("test", n_boot=200).ci["auc"].estimate})
+    return rows
+
+
+def recipe_table(rows: list[dict]) -> str:
+    import statistics
+
+    lines = ["| default preset | seeds | fitting seconds, median | epochs, median | test AUC, min / median |",
+             "| --- | ---: | ---: | ---: | ---: |"]
+    sec = {}
+    for size in sorted({r["image_size"] for r in rows}):
+        rs = [r for r in rows if r["image_size"] == size]
+        sec[size] = statistics.median(r["seconds"] for r in rs)
+        aucs = [r["test_auc"] for r in rs]
+        lines.append(f"| {size} px | {len(rs)} | {sec[size]:.1f} | {statistics.median(r['epochs'] for r in rs):.0f} | "
+                     f"{min(aucs):.3f} / {statistics.median(aucs):.3f} |")
+    if len(sec) > 1:
+        big, small = max(sec), min(sec)
+        lines.append(f"\n{small} px fits in {sec[small] / sec[big]:.2f} of the time of {big} px")
+    return "\n".join(lines)
+
+
 def table(result: dict) -> str:
     p = result["peaks"]
     lines = [f"peak, measured: matmul {p['matmul_gflops']:.0f} GFLOP/s, conv 3x3 {p['conv3x3_gflops']:.0f} GFLOP/s "
@@ -94,6 +148,16 @@ def table(result: dict) -> str:
         lines.append(f"| {r['preset']} | {r['model']} | {r['image_size']} px | {r['forward_gflop_per_film']:.4f} | "
                      f"{r['films_per_s']:.0f} | {r['achieved_gflops']:.0f} | {r['pct_conv_peak']:.0f} % | "
                      f"{r['pct_matmul_peak']:.0f} % |")
+    tries = result.get("tries", [])
+    if tries:
+        lines += ["", "tries on the default preset:", "",
+                  "| try | films/s | GFLOP/s | % conv peak | vs preset |", "| --- | --- | --- | --- | --- |"]
+        base = next(r["films_per_s"] for r in result["rows"] if r["preset"] == "default")
+        for r in tries:
+            lines.append(f"| {r['try']} | {r['films_per_s']:.0f} | {r['achieved_gflops']:.0f} | "
+                         f"{r['pct_conv_peak']:.0f} % | {r['films_per_s'] / base:.2f}x |")
+    if result.get("recipes"):
+        lines += ["", recipe_table(result["recipes"])]
     return "\n".join(lines)
 
 
@@ -102,6 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--presets", nargs="+", default=["default", "article002"])
     ap.add_argument("--films", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2], help="recipe runs (none: skip them)")
+    ap.add_argument("--work", type=Path, default=HERE / "data" / "efficiency", help="data and runs of the recipe rows")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "efficiency.json")
     a = ap.parse_args(argv)
     if a.films < 1 or a.repeats < 1:
@@ -110,14 +176,17 @@ def main(argv: list[str] | None = None) -> dict:
     import tensorflow as tf
 
     pk = peaks(max(a.repeats, 3))
-    rows = []
-    for preset in a.presets:
-        r = preset_row(preset, a.films, a.repeats)
-        r["pct_conv_peak"] = 100 * r["achieved_gflops"] / pk["conv3x3_gflops"]
-        r["pct_matmul_peak"] = 100 * r["achieved_gflops"] / pk["matmul_gflops"]
-        rows.append(r)
+
+    def share(r: dict) -> dict:
+        return {**r, "pct_conv_peak": 100 * r["achieved_gflops"] / pk["conv3x3_gflops"],
+                "pct_matmul_peak": 100 * r["achieved_gflops"] / pk["matmul_gflops"]}
+
+    rows = [share(preset_row(preset, a.films, a.repeats)) for preset in a.presets]
+    tries = [share({"try": name, **preset_row("default", a.films, a.repeats, changes, policy)})
+             for name, (changes, policy) in TRIES.items()] if "default" in a.presets else []
+    recipes = recipe_rows(a.seeds, (64, 128), a.work) if a.seeds else []
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    result = {"peaks": pk, "rows": rows, "cpus": cpus, "load_average": list(os.getloadavg()),
+    result = {"peaks": pk, "rows": rows, "tries": tries, "recipes": recipes, "cpus": cpus, "load_average": list(os.getloadavg()),
               "tensorflow": tf.__version__, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
               "machine": platform.processor() or platform.machine(), "films": a.films, "repeats": a.repeats}
     tmp = a.out.with_suffix(".tmp")

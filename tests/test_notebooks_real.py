@@ -86,18 +86,18 @@ def test_notebook_runs_on_real_subset(nb_path, dataset, shared_data, tmp_path):
 
 #: The synthetic layouts of the hospital sources (DICOM, RSNA boxes, CheXpert, MIMIC-CXR-JPG).
 LAYOUTS = ("rsna-pneumonia", "dicom", "chexpert", "mimic-cxr-jpg")
-# 01 and 02 read every layout; 03 trains on the two whose films differ most from the embedded
-# default's (DICOM files; RSNA's one film per patient with boxes as lesion masks): past
-# `DataSpec.split` its path is the same for every layout (the index contract), and each of the
-# other two cost another 40 s of `make test` for no other code path.
-LAYOUT_CASES = [(nb, layout) for nb in NOTEBOOKS if nb.name[:2] in ("01", "02") for layout in LAYOUTS]
-LAYOUT_CASES += [(nb, layout) for nb in NOTEBOOKS if nb.name[:2] == "03" for layout in ("dicom", "rsna-pneumonia")]
+# 01 reads, validates and decodes every layout; 02 and 03 run on the two whose films differ most
+# from the embedded default's (DICOM files in four encodings; RSNA's one JPEG DICOM per patient
+# with boxes as lesion masks): past `DataSpec.split` their path is the same for every layout (the
+# index contract), and each other layout cost another 25-40 s of `make test` for no other code path.
+LAYOUT_CASES = [(nb, layout) for nb in NOTEBOOKS if nb.name[:2] == "01" for layout in LAYOUTS]
+LAYOUT_CASES += [(nb, layout) for nb in NOTEBOOKS if nb.name[:2] in ("02", "03") for layout in ("dicom", "rsna-pneumonia")]
 
 
 @pytest.mark.parametrize("nb_path,layout", LAYOUT_CASES, ids=[f"{nb.stem}-{lay}" for nb, lay in LAYOUT_CASES])
 def test_notebook_runs_on_each_synthetic_hospital_layout(nb_path, layout, tmp_path):
-    """Notebooks 01-03 on a synthetic set written in each hospital source's layout, by the
-    parameters cell alone (SYNTHETIC's layout), as on the embedded default."""
+    """Notebooks 01-03 on a synthetic set written in a hospital source's layout (`LAYOUT_CASES`),
+    by the parameters cell alone (SYNTHETIC's layout), as on the embedded default."""
     import papermill as pm
 
     names = parameters(nb_path)
