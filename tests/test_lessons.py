@@ -158,6 +158,18 @@ def test_a_logged_effect_is_judged_again_by_its_rule_text():
         assert judge(e.rule, est, low) == e.holds
 
 
+def test_slack_is_the_distance_to_the_nearest_bar_negative_when_missed():
+    from cxrnb.lessons import slack
+
+    rule = effect("e", 0.3, 0.02, 1.0, at_least=0.1, ci_above=0.0).rule
+    assert slack(rule, 0.3, 0.02) == pytest.approx(0.02)      # the interval's low end is nearer its bar
+    assert slack(rule, 0.3, -0.02) == pytest.approx(-0.02)    # missed: negative
+    assert slack(effect("e", 0.03).rule, 0.03) == float("inf")  # shown, not judged
+    below = effect("e", -0.046, below=0.05).rule
+    assert slack(below, -0.046) == pytest.approx(0.004) and slack(below, 0.06) == pytest.approx(-0.01)
+    assert slack(effect("e", 0.1, at_most=0.2).rule, 0.1) == pytest.approx(0.1)
+
+
 def test_strict_verdicts_are_the_ones_that_held_the_same_in_every_run_of_the_lessons_table():
     """docs/lessons.json is the evidence: a verdict line compared as text must have come out the
     same (every run yes, or every run no) in every run there, and that is the committed line."""

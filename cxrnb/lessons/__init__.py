@@ -21,6 +21,6 @@ pipeline, models, training, evaluation, and the CAM library `cxrnb.explain`) sta
 package. Importing `cxrnb.lessons` loads `core` only; a notebook imports its own module
 (``from cxrnb.lessons import shortcuts``).
 """
-from .core import LESSONS_LOG, Effect, Lesson, effect, format_table, judge
+from .core import LESSONS_LOG, Effect, Lesson, effect, format_table, judge, slack
 
-__all__ = ["LESSONS_LOG", "Effect", "Lesson", "effect", "format_table", "judge"]
+__all__ = ["LESSONS_LOG", "Effect", "Lesson", "effect", "format_table", "judge", "slack"]

@@ -59,16 +59,25 @@ def effect(name: str, estimate: float, low: float = float("nan"), high: float = 
     return Effect(name, float(estimate), float(low), float(high), rule, judge(rule, estimate, low))
 
 
+def _rule_parts(rule: str) -> list[tuple[str, float]]:
+    """(operator, bar) of each part of a rule that `effect` wrote, e.g. ">= 0.1 and interval above 0"."""
+    return [(op, float(v)) for op, v in (part.rsplit(" ", 1) for part in filter(None, rule.split(" and ")))]
+
+
 def judge(rule: str, estimate: float, low: float = float("nan")) -> bool:
     """Whether an estimate (and its interval's lower end) meets `rule`, the text `effect` writes
     (e.g. ">= 0.1 and interval above 0"): so a logged effect can be judged again later."""
-    ok = True
-    for part in filter(None, rule.split(" and ")):
-        op, value = part.rsplit(" ", 1)
-        v = float(value)
-        ok &= {">=": estimate >= v, "<=": estimate <= v, "|x| <": abs(estimate) < v,
-               "interval above": low > v}[op]
-    return bool(ok)
+    return all({">=": estimate >= v, "<=": estimate <= v, "|x| <": abs(estimate) < v,
+                "interval above": low > v}[op] for op, v in _rule_parts(rule))
+
+
+def slack(rule: str, estimate: float, low: float = float("nan")) -> float:
+    """How far an estimate (and its interval's lower end) is inside `rule`'s bars, the least over
+    its parts: negative when a part is not met, +inf for a rule with no parts. A verdict that is
+    compared across machines needs slack larger than what another CPU's arithmetic moves."""
+    gaps = [{">=": estimate - v, "<=": v - estimate, "|x| <": v - abs(estimate), "interval above": low - v}[op]
+            for op, v in _rule_parts(rule)]
+    return min(gaps, default=float("inf"))
 
 
 @dataclass
