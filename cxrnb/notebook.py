@@ -264,10 +264,17 @@ def prepare_data(dataset: str, data_dir: str | Path, *, seed: int = 0, **synthet
 
 def _split_params(dataset: str, data_dir: str | Path, output_dir: str | Path, task: dict | None,
                   seed: int, val: float, test: float, synthetic: dict) -> dict:
-    """What a split depends on, as JSON values; the data folder relative to the output folder."""
+    """What a split depends on, as JSON values; the data folder relative to the output folder.
+
+    For the synthetic set also the generator's version: a new version rewrites the files for the
+    same options (e.g. which films carry a marker), and a split saved before would describe the
+    old ones."""
+    from .synthetic import GENERATOR_VERSION
+
     rel = Path(os.path.relpath(os.path.abspath(data_dir), os.path.abspath(output_dir))).as_posix()
+    made = {"generator": GENERATOR_VERSION} if dataset == "synthetic" else {}
     return json.loads(json.dumps({"dataset": dataset, "data_dir": rel, "task": task or {}, "seed": seed,
-                                  "val": val, "test": test, "synthetic": synthetic}, sort_keys=True))
+                                  "val": val, "test": test, "synthetic": synthetic, **made}, sort_keys=True))
 
 
 def save_split(split, output_dir: str | Path, dataset: str, data_dir: str | Path, *, task: dict | None = None,

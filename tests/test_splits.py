@@ -187,6 +187,25 @@ def test_load_split_rebuilds_when_its_parameters_change(tmp_path, write_image, m
     assert lines[-1] == lines[-2]  # the same summary whether rebuilt or reused
 
 
+def test_load_split_rebuilds_the_synthetic_split_when_the_generator_changes(tmp_path, monkeypatch):
+    """A new generator version rewrites the files for the same options (the marker control's
+    markers did): a split saved from the old files must not be reused with its stale columns."""
+    import cxrnb.synthetic
+    import cxrnb.validate
+    from cxrnb.notebook import load_split
+
+    kw = dict(n_patients=12, size=32, shortcut=0.5, shortcut_class="any", seed=0)
+    load_split("synthetic", tmp_path / "data", tmp_path / "out", **kw)
+    rebuilt = []
+    real = cxrnb.validate.load_index
+    monkeypatch.setattr(cxrnb.validate, "load_index", lambda *a, **k: rebuilt.append(1) or real(*a, **k))
+    load_split("synthetic", tmp_path / "data", tmp_path / "out", **kw)
+    assert rebuilt == []                                   # same generator: the saved split is reused
+    monkeypatch.setattr(cxrnb.synthetic, "GENERATOR_VERSION", cxrnb.synthetic.GENERATOR_VERSION + 1)
+    load_split("synthetic", tmp_path / "data", tmp_path / "out", **kw)
+    assert rebuilt == [1]
+
+
 def test_leaky_pair_differs_only_in_the_leak():
     """Same test and val films, same train size; the leaky train holds other films of every val and
     test patient with several films, the patient-level one none."""
