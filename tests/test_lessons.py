@@ -164,6 +164,7 @@ def test_slack_is_the_distance_to_the_nearest_bar_negative_when_missed():
     rule = effect("e", 0.3, 0.02, 1.0, at_least=0.1, ci_above=0.0).rule
     assert slack(rule, 0.3, 0.02) == pytest.approx(0.02)      # the interval's low end is nearer its bar
     assert slack(rule, 0.3, -0.02) == pytest.approx(-0.02)    # missed: negative
+    assert np.isnan(slack(rule, 0.3))    # no interval: cannot be judged (not the 0.2 of the part before it)
     assert slack(effect("e", 0.03).rule, 0.03) == float("inf")  # shown, not judged
     below = effect("e", -0.046, below=0.05).rule
     assert slack(below, -0.046) == pytest.approx(0.004) and slack(below, 0.06) == pytest.approx(-0.01)

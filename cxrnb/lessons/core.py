@@ -59,25 +59,28 @@ def effect(name: str, estimate: float, low: float = float("nan"), high: float = 
     return Effect(name, float(estimate), float(low), float(high), rule, judge(rule, estimate, low))
 
 
-def _rule_parts(rule: str) -> list[tuple[str, float]]:
-    """(operator, bar) of each part of a rule that `effect` wrote, e.g. ">= 0.1 and interval above 0"."""
-    return [(op, float(v)) for op, v in (part.rsplit(" ", 1) for part in filter(None, rule.split(" and ")))]
+def _margins(rule: str, estimate: float, low: float) -> list[tuple[float, bool]]:
+    """(margin, strict) of each part of a rule that `effect` wrote (e.g. ">= 0.1 and interval
+    above 0"): how far the estimate, or the interval's lower end, is inside that part's bar, and
+    whether the bar itself fails (``|x| <`` and ``interval above``) or passes (``>=``, ``<=``)."""
+    parts = (part.rsplit(" ", 1) for part in filter(None, rule.split(" and ")))
+    return [({">=": estimate - v, "<=": v - estimate, "|x| <": v - abs(estimate), "interval above": low - v}[op],
+             op in ("|x| <", "interval above")) for op, v in ((op, float(v)) for op, v in parts)]
 
 
 def judge(rule: str, estimate: float, low: float = float("nan")) -> bool:
     """Whether an estimate (and its interval's lower end) meets `rule`, the text `effect` writes
     (e.g. ">= 0.1 and interval above 0"): so a logged effect can be judged again later."""
-    return all({">=": estimate >= v, "<=": estimate <= v, "|x| <": abs(estimate) < v,
-                "interval above": low > v}[op] for op, v in _rule_parts(rule))
+    return all(m > 0 if strict else m >= 0 for m, strict in _margins(rule, estimate, low))
 
 
 def slack(rule: str, estimate: float, low: float = float("nan")) -> float:
     """How far an estimate (and its interval's lower end) is inside `rule`'s bars, the least over
-    its parts: negative when a part is not met, +inf for a rule with no parts. A verdict that is
-    compared across machines needs slack larger than what another CPU's arithmetic moves."""
-    gaps = [{">=": estimate - v, "<=": v - estimate, "|x| <": v - abs(estimate), "interval above": low - v}[op]
-            for op, v in _rule_parts(rule)]
-    return min(gaps, default=float("inf"))
+    its parts: negative when a part is not met, NaN when a part cannot be judged (no interval),
+    +inf for a rule with no parts. A verdict that is compared across machines needs slack larger
+    than what another CPU's arithmetic moves."""
+    margins = [m for m, _ in _margins(rule, estimate, low)]
+    return float("nan") if any(m != m for m in margins) else min(margins, default=float("inf"))
 
 
 @dataclass
