@@ -391,7 +391,7 @@ def test_marker_changes_only_a_small_corner_region():
         np.testing.assert_array_equal(les, les2)
         rows, cols = np.nonzero(plain != marked)
         assert rows.size > 20
-        assert rows.max() < 128 * 0.3  # a tag about a sixth of the film's height, in a top corner
+        assert rows.max() < 128 * 0.3  # a tag about a fifth of the film's height, in a top corner
         assert cols.max() < 128 * 0.25 or cols.min() >= 128 * 0.75
         assert rows.size < 0.04 * 128 * 128
         assert marked[rows, cols].astype(int).max() > 200  # a bright tag

@@ -34,7 +34,7 @@ LAYOUTS = ("kaggle-pneumonia", "covid-chestxray", "nih") + hospital.LAYOUTS
 ANY_CLASS = "any"
 
 #: Bumped whenever the files change for the same arguments, so `ensure` regenerates older data.
-GENERATOR_VERSION = 8  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
+GENERATOR_VERSION = 9  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout, realistic, kaggle_split;
 #                        4: realistic covid-chestxray films look like publication figures;
 #                        5: rsna-pneumonia, dicom, chexpert, mimic-cxr-jpg layouts;
 #                        6: larger bacterial consolidations and marker; difficulty ranges;
@@ -42,6 +42,7 @@ GENERATOR_VERSION = 8  # 2: Kaggle folders split by cxrnb.splits; 3: nih layout,
 #                           `mimics` (normal films with a faint look-alike of the finding)
 #                        8: shortcut_class "any" marks a fixed share of each class's films, spread
 #                           evenly over its patients (`_evenly_marked`), not an independent draw per film
+#                        9: the burnt-in marker is a fifth of the film's height (was a sixth)
 
 #: The population of each layout's real source, used when ``realistic=True`` and no classes
 #: are given: patient share per class, share of AP films per class (AP: sicker, bed-bound
