@@ -43,9 +43,10 @@ def exercise_2(workdir: Path) -> dict:
 
 
 def exercise_3(workdir: Path) -> dict:
-    """Re-rendering a film without its marker changes only the pixels of the marker's box (under
-    2 % of the film): anatomy, lesion, exposure and noise are the same film, so any change of a
-    model's answer on the counterfactual films is caused by the marker alone."""
+    """Re-rendering a film without its marker changes only the pixels of the marker's box (a few
+    per cent of the film: 3.5 % on the notebook's 256 px films, 6 % on these 64 px ones, where a
+    glyph cell rounds up to 2 pixels): anatomy, lesion, exposure and noise are the same film, so
+    any change of a model's answer on the counterfactual films is caused by the marker alone."""
     index = generate(workdir / "marker", shortcut=1.0, **MARKER)
     marked = index[index["marker"]].head(8)
     with_marker, _ = shortcuts.rerender(marked, 64)
@@ -54,6 +55,6 @@ def exercise_3(workdir: Path) -> dict:
     box = shortcuts.marker_masks(marked, 64) > 0
     assert not (changed & ~box).any()
     assert changed.any(axis=(1, 2)).all()
-    assert box.mean() < 0.02
+    assert box.mean() < 0.07
     return {"films": len(marked), "changed pixels outside the marker box": int((changed & ~box).sum()),
             "share of the film in the marker box": float(box.mean())}
