@@ -11,6 +11,8 @@ a scope each, so the two workers share them at the end instead of one worker run
 """
 from __future__ import annotations
 
+import pytest
+
 try:
     from xdist.scheduler import LoadScopeScheduling
 except ImportError:  # plain `pytest`, without pytest-xdist: nothing to schedule
@@ -28,6 +30,7 @@ else:
                 return nodeid  # independent (own tmp folders), long: one scope each
             return super()._split_scope(nodeid)
 
+    @pytest.hookimpl(optionalhook=True)  # `-p no:xdist` leaves the hook unknown
     def pytest_xdist_make_scheduler(config, log):
         """pytest-xdist's hook: schedule with `_NotebooksTogether` whatever ``--dist`` says."""
         return _NotebooksTogether(config, log)

@@ -16,6 +16,11 @@ In one run, on every CPU this process may use:
 * tries on the default preset's model, each a row like a preset's with its speed against the
   preset as it is, measured again just before it: batch 64 and 128 (fewer, larger kernel calls) and Keras' `mixed_bfloat16`
   policy (AVX-512 BF16 / AMX kernels where the CPU has them);
+* where the default preset's training step goes, layer by layer (`layer_rows`): each layer's
+  forward and backward pass alone, in training mode, on a batch of the shape it gets in the
+  model, less the cost of calling an empty function on that batch; its FLOPs (the profiler's,
+  x 3) and GFLOP/s, and the share of the layers' summed time by kind (convolution, batch norm,
+  the rest): what stands between the preset and the convolution peak;
 * the recipe, end to end: the default preset at its 64 px and at 128 px (its size when issue 19
   measured it) trained on notebook 03's default embedded data, for each of `--seeds`: fitting
   seconds, epochs and test ROC AUC, and the median time ratio. A smaller input is a recipe
@@ -102,6 +107,62 @@ def preset_row(preset: str, films: int, repeats: int, changes: dict | None = Non
             "forward_gflop_per_film": fwd / 1e9, "films_per_s": rate, "achieved_gflops": 3 * fwd * rate / 1e9}
 
 
+def _kind(layer) -> str:
+    import keras
+
+    if isinstance(layer, keras.layers.Conv2D):
+        return "convolution"
+    return "batch norm" if isinstance(layer, keras.layers.BatchNormalization) else "other"
+
+
+def layer_rows(preset: str, repeats: int) -> list[dict]:
+    """Per layer of `preset`'s model (batch: the preset's): forward + backward in training mode,
+    alone, median ms less an empty call's, and training FLOPs (3 x the profiler's forward count)."""
+    import keras
+    import tensorflow as tf
+
+    from cxrnb.train import TrainConfig, build
+
+    cfg = TrainConfig.preset(preset)
+    keras.utils.set_random_seed(0)
+    model = build(cfg, ["normal", "pneumonia"])
+    rows = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        shape = tuple(layer.input.shape[1:])
+        x = tf.random.uniform((cfg.batch_size, *shape))
+
+        def step(x=x, layer=layer):
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                y = layer(x, training=True)
+            return tape.gradient(y, [x, *layer.trainable_weights])[0]
+
+        run, empty = tf.function(step), tf.function(lambda x=x: tf.identity(x))
+        ms = 1e3 * (median_seconds(lambda: run().numpy(), repeats, warmup=True)
+                    - median_seconds(lambda: empty().numpy(), repeats, warmup=True))
+        flops = 3 * cfg.batch_size * forward_flops(keras.Model(layer.input, layer.output), shape)
+        rows.append({"layer": layer.name, "kind": _kind(layer), "input": list(shape), "ms": max(ms, 0.0),
+                     "gflop": flops / 1e9, "gflops": flops / 1e9 / (ms / 1e3) if ms > 0 else 0.0})
+    return rows
+
+
+def layer_table(rows: list[dict], conv_peak: float) -> str:
+    """The per-layer rows, then each kind's share of the summed time and its GFLOP/s."""
+    total = sum(r["ms"] for r in rows) or 1.0
+    lines = ["| layer | input | ms (fwd + bwd) | share | GFLOP | GFLOP/s |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r['layer']} | {'x'.join(map(str, r['input']))} | {r['ms']:.2f} | {100 * r['ms'] / total:.0f} % | "
+              f"{r['gflop']:.3f} | {r['gflops']:.0f} |" for r in rows]
+    lines += ["", "| kind | share of the layers' time | GFLOP/s | % conv peak |", "| --- | ---: | ---: | ---: |"]
+    for kind in ("convolution", "batch norm", "other"):
+        ks = [r for r in rows if r["kind"] == kind]
+        ms, gf = sum(r["ms"] for r in ks), sum(r["gflop"] for r in ks)
+        rate = gf / (ms / 1e3) if ms > 0 else 0.0
+        lines.append(f"| {kind} | {100 * ms / total:.0f} % | {rate:.0f} | {100 * rate / conv_peak:.0f} % |")
+    return "\n".join(lines)
+
+
 def recipe_rows(seeds: list[int], sizes: tuple[int, ...], work: Path) -> list[dict]:
     """Train notebook 03's default recipe at each input size on its default embedded data, one
     run per seed (fresh data, split and run folders under `work`): fitting seconds and test AUC."""
@@ -155,6 +216,9 @@ def table(result: dict) -> str:
         for r in tries:
             lines.append(f"| {r['try']} | {r['films_per_s']:.0f} | {r['achieved_gflops']:.0f} | "
                          f"{r['pct_conv_peak']:.0f} % | {r['films_per_s'] / r['preset_films_per_s']:.2f}x |")
+    if result.get("layers"):
+        lines += ["", "where a training step of the default preset goes, layer by layer:", "",
+                  layer_table(result["layers"], p["conv3x3_gflops"])]
     if result.get("recipes"):
         lines += ["", recipe_table(result["recipes"])]
     return "\n".join(lines)
@@ -188,9 +252,10 @@ def main(argv: list[str] | None = None) -> dict:
         base = preset_row("default", a.films, a.repeats)["films_per_s"]
         tries.append(share({"try": name, **preset_row("default", a.films, a.repeats, changes, policy),
                             "preset_films_per_s": base}))
+    layers = layer_rows("default", 5 * a.repeats)  # ms-scale calls: more repeats if "default" in a.presets else []
     recipes = recipe_rows(a.seeds, (64, 128), a.work) if a.seeds else []
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    result = {"peaks": pk, "rows": rows, "tries": tries, "recipes": recipes, "cpus": cpus, "load_average": list(os.getloadavg()),
+    result = {"peaks": pk, "rows": rows, "tries": tries, "layers": layers, "recipes": recipes, "cpus": cpus, "load_average": list(os.getloadavg()),
               "tensorflow": tf.__version__, "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default"),
               "machine": platform.processor() or platform.machine(), "films": a.films, "repeats": a.repeats}
     tmp = a.out.with_suffix(".tmp")

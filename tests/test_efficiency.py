@@ -35,6 +35,13 @@ def test_a_quick_run_reports_rates_that_agree_with_each_other(tmp_path):
     assert tries["batch 64"]["batch_size"] == 64 and tries["mixed_bfloat16"]["batch_size"] == r["batch_size"]
     assert all(t["forward_gflop_per_film"] == pytest.approx(r["forward_gflop_per_film"]) for t in tries.values())
     assert keras.config.dtype_policy().name == "float32"             # the bfloat16 try leaves no trace
+    layers = {x["layer"]: x for x in result["layers"]}                # every layer of the model, once
+    assert len(layers) == len(result["layers"]) and {"block1_conv", "block1_bn", "block4_relu", "logits"} <= set(layers)
+    assert layers["block2_conv"]["kind"] == "convolution" and layers["block2_bn"]["kind"] == "batch norm"
+    # block 2: 16 x 16 outputs, 3 x 3 x 16 inputs x 32 filters, batch 32, forward + 2 x backward
+    assert layers["block2_conv"]["gflop"] == pytest.approx(3 * 32 * 2 * 16 * 16 * 9 * 16 * 32 / 1e9)
+    assert layers["block2_relu"]["gflop"] == 0 and all(x["ms"] >= 0 for x in layers.values())
+    assert "| convolution |" in eff.layer_table(result["layers"], result["peaks"]["conv3x3_gflops"])
     with pytest.raises(SystemExit, match="must be >= 1"):
         eff.main(["--films", "0", "--out", str(out)])
 
