@@ -41,6 +41,7 @@ import os
 import re
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -295,6 +296,13 @@ def map_threads(fn: Callable[[T], R], items: Sequence[T] | Iterable[T], *, desc:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+def _close_fds(fds: tuple[int, ...], pid: int) -> None:
+    """Close an `ImageCache` writer's files, in the process that opened them."""
+    if os.getpid() == pid:
+        for fd in fds:
+            os.close(fd)
+
+
 class ImageCache:
     """On-disk cache of base images (see module doc): a folder of append-only pack files.
 
@@ -324,6 +332,9 @@ class ImageCache:
         self._lock = threading.Lock()
         self._writer: str | None = None  # this object's pack/idx name, made on the first put
         self._written = 0
+        self._fds: tuple[int, int] | None = None  # (pack, idx) kept open while this object writes
+        self._pid = os.getpid()  # a forked child starts its own pair (`_files`)
+        self._closer: weakref.finalize | None = None
 
     def _key(self, path: str | Path, side: int) -> str:
         st = os.stat(path)
@@ -386,8 +397,29 @@ class ImageCache:
             self._maps[pack] = mm  # an older, shorter map stays alive while views of it exist
         return mm
 
+    def _files(self) -> tuple[int, int]:
+        """This writer's (pack, idx) descriptors, opened on the first put and kept open (two
+        open/close pairs per image cost as much as a small film's decoding); a process forked
+        from the writer gets its own pair of files, never the parent's offsets."""
+        if self._fds is None or self._pid != os.getpid():
+            self._pid, self._written = os.getpid(), 0
+            self._writer = f"{self._pid}-{uuid.uuid4().hex[:12]}"
+            pack = os.open(self.directory / (self._writer + ".pack"), os.O_WRONLY | os.O_CREAT, 0o644)
+            idx = os.open(self.directory / (self._writer + ".idx"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+            self._fds = (pack, idx)
+            self._closer = weakref.finalize(self, _close_fds, self._fds, self._pid)
+        return self._fds
+
+    def close(self) -> None:
+        """Close this writer's files (also done when the object is collected); a later put opens new ones."""
+        if self._closer is not None:
+            self._closer()
+        self._fds = self._closer = None
+
     def put_base(self, path: str | Path, base: np.ndarray, side: int | None = None) -> None:
-        """Store `base`, the result of ``read_base(path, side)``, unless it is stored already."""
+        """Store `base`, the result of ``read_base(path, side)``, unless it is stored already.
+        The pixels go to the pack before the index line that points at them (one append), so a
+        reader never sees a line whose image is not all there."""
         key = self._key(path, BASE_SIDE if side is None else side)
         data = np.ascontiguousarray(base, dtype=np.uint8)
         with self._lock:
@@ -395,22 +427,18 @@ class ImageCache:
                 self._scan()
             if key in self._entries:
                 return
-            if self._writer is None:
-                self._writer = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-            pack = self._writer + ".pack"
+            pack_fd, idx_fd = self._files()
             off = self._written
-            fd = os.open(self.directory / pack, os.O_WRONLY | os.O_CREAT, 0o644)
-            try:
-                view = memoryview(data).cast("B")
-                done = 0
-                while done < len(view):
-                    done += os.pwrite(fd, view[done:], off + done)
-            finally:
-                os.close(fd)
+            view = memoryview(data).cast("B")
+            done = 0
+            while done < len(view):
+                done += os.pwrite(pack_fd, view[done:], off + done)
             self._written += data.nbytes
-            with open(self.directory / (self._writer + ".idx"), "a") as f:
-                f.write(f"{key} {data.shape[0]} {data.shape[1]} {off}\n")
-            self._entries[key] = (pack, data.shape[0], data.shape[1], off)
+            line = f"{key} {data.shape[0]} {data.shape[1]} {off}\n".encode()
+            os.write(idx_fd, line)
+            self._entries[key] = (self._writer + ".pack", data.shape[0], data.shape[1], off)
+            idx = self._writer + ".idx"  # known already: `_scan` need not read it back
+            self._read_upto[idx] = self._read_upto.get(idx, 0) + len(line)
 
     def get(self, path: str | Path, size: Size | None = None) -> np.ndarray | None:
         """Pixels of `path` at `size` (default: this cache's) from the stored base, or None on a miss."""

@@ -212,6 +212,30 @@ def test_cache_folder_is_two_files_per_writer_shared_and_not_grown_by_revalidati
         np.testing.assert_array_equal(reader.get(tmp_path / "films" / p), read_gray(tmp_path / "films" / p, 48)[0])
 
 
+def test_a_writer_keeps_its_files_open_and_a_forked_child_writes_its_own(tmp_path, small_base):
+    """The writer's pack and index stay open between puts (no open/close per image); a child
+    forked from it (e.g. a DataLoader-style worker) must not append at the parent's offsets."""
+    import multiprocessing
+
+    index = films(tmp_path / "films")
+    paths = [tmp_path / "films" / p for p in index["path"]]
+    cache = ImageCache(tmp_path / "cache", 48)
+    cache.read(paths[0])
+    cache.read(paths[1])
+    assert len(list((tmp_path / "cache").glob("*.pack"))) == 1  # two puts, one writer's files
+    child = multiprocessing.get_context("fork").Process(target=lambda: [cache.read(p) for p in paths[2:]])
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    cache.close()
+    assert len(list((tmp_path / "cache").glob("*.pack"))) == 2  # the child's own pair
+    reader = ImageCache(tmp_path / "cache", 48)
+    for p in paths:
+        np.testing.assert_array_equal(reader.get(p), read_gray(p, 48)[0])
+    cache.read(paths[0])  # a closed writer still reads, and writes again on the next miss
+    assert reader.get(paths[4]) is not None
+
+
 def test_a_torn_cache_write_is_a_miss_not_garbage(tmp_path, small_base):
     index = films(tmp_path / "films")
     validate_images(index, cache=ImageCache(tmp_path / "cache"), progress=False)
