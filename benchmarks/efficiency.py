@@ -14,7 +14,7 @@ In one run, on every CPU this process may use:
   3 x forward FLOPs x films/s (backward ~ 2 x forward), and that as a share of each peak.
 
 * tries on the default preset's model, each a row like a preset's with its speed against the
-  preset as it is, measured again just before it: batch 64 and 128 (fewer, larger kernel calls) and Keras' `mixed_bfloat16`
+  preset as it is, timed in turn with it (epoch for epoch): batch 64 and 128 (fewer, larger kernel calls) and Keras' `mixed_bfloat16`
   policy (AVX-512 BF16 / AMX kernels where the CPU has them);
 * where the default preset's training step goes, layer by layer (`layer_rows`): each layer's
   forward and backward pass alone, in training mode, on a batch of the shape it gets in the
@@ -41,7 +41,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE.parent), str(HERE)]  # run from a checkout without installing
 
-from timing import median_seconds  # noqa: E402  (benchmarks/timing.py)
+from timing import interleaved_medians, median_seconds  # noqa: E402  (benchmarks/timing.py)
 
 
 def forward_flops(model, input_shape: tuple[int, ...]) -> int:
@@ -80,9 +80,9 @@ TRIES = {"batch 64": ({"batch_size": 64}, None), "batch 128": ({"batch_size": 12
          "mixed_bfloat16": ({}, "mixed_bfloat16")}
 
 
-def preset_row(preset: str, films: int, repeats: int, changes: dict | None = None, policy: str | None = None) -> dict:
-    """Forward FLOPs per film and in-memory training films/s of one preset's model (with
-    `changes` to its config and Keras dtype `policy`, for the tries)."""
+def _fitter(preset: str, films: int, changes: dict | None = None, policy: str | None = None):
+    """(one training epoch on `films` in-memory films, warmed up; the row's fields but the rate)
+    of one preset's model, with `changes` to its config and Keras dtype `policy` (the tries)."""
     import keras
     import numpy as np
 
@@ -99,12 +99,32 @@ def preset_row(preset: str, films: int, repeats: int, changes: dict | None = Non
     rng = np.random.default_rng(0)
     x = rng.random((films, *shape), dtype=np.float32)
     y = (np.arange(films) % 2).astype(np.int32)
-    secs = median_seconds(lambda: model.fit(x, y, batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=False),
-                          repeats, warmup=True)
-    fwd = forward_flops(model, shape)
-    rate = films / secs
-    return {"preset": preset, "model": cfg.model, "image_size": cfg.image_size, "batch_size": cfg.batch_size,
-            "forward_gflop_per_film": fwd / 1e9, "films_per_s": rate, "achieved_gflops": 3 * fwd * rate / 1e9}
+
+    def epoch() -> None:
+        model.fit(x, y, batch_size=cfg.batch_size, epochs=1, verbose=0, shuffle=False)
+
+    epoch()  # tracing and first-call set-up, untimed
+    return epoch, {"preset": preset, "model": cfg.model, "image_size": cfg.image_size,
+                   "batch_size": cfg.batch_size, "forward_gflop_per_film": forward_flops(model, shape) / 1e9}
+
+
+def _with_rate(row: dict, films_per_s: float) -> dict:
+    return {**row, "films_per_s": films_per_s, "achieved_gflops": 3 * row["forward_gflop_per_film"] * films_per_s}
+
+
+def preset_row(preset: str, films: int, repeats: int) -> dict:
+    """Forward FLOPs per film and in-memory training films/s (median of `repeats` epochs) of one preset's model."""
+    epoch, row = _fitter(preset, films)
+    return _with_rate(row, films / median_seconds(epoch, repeats))
+
+
+def try_row(films: int, repeats: int, changes: dict, policy: str | None) -> dict:
+    """A try on the default preset: its row, and the preset's own rate measured in turn with it
+    (`interleaved_medians`): on a shared CPU, rates measured a minute apart drifted by 20 %."""
+    base, _ = _fitter("default", films)
+    trial, row = _fitter("default", films, changes, policy)
+    med = interleaved_medians({"base": base, "try": trial}, repeats)
+    return {**_with_rate(row, films / med["try"]), "preset_films_per_s": films / med["base"]}
 
 
 def _kind(layer) -> str:
@@ -247,12 +267,9 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [share(preset_row(preset, a.films, a.repeats)) for preset in a.presets]
     tries = []
     for name, (changes, policy) in TRIES.items() if "default" in a.presets else ():
-        # the preset as it is, measured again just before: a ratio of neighbours, not of rates
-        # minutes apart (on a shared CPU they drifted by 20 %)
-        base = preset_row("default", a.films, a.repeats)["films_per_s"]
-        tries.append(share({"try": name, **preset_row("default", a.films, a.repeats, changes, policy),
-                            "preset_films_per_s": base}))
-    layers = layer_rows("default", 5 * a.repeats)  # ms-scale calls: more repeats if "default" in a.presets else []
+        tries.append(share({"try": name, **try_row(a.films, a.repeats, changes, policy)}))
+    # ms-scale calls: more repeats than the epochs
+    layers = layer_rows("default", 5 * a.repeats) if "default" in a.presets else []
     recipes = recipe_rows(a.seeds, (64, 128), a.work) if a.seeds else []
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     result = {"peaks": pk, "rows": rows, "tries": tries, "layers": layers, "recipes": recipes, "cpus": cpus, "load_average": list(os.getloadavg()),

@@ -17,3 +17,16 @@ def median_seconds(fn: Callable[[], object], repeats: int, *, warmup: bool = Fal
         fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
+
+
+def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall time of each function, called in turn (a, b, a, b, ...) `repeats` times: on a
+    shared machine a burst of load then hits every function, so their ratio is steadier than
+    that of medians taken one after the other (already warmed up: no untimed call)."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t)
+    return {name: statistics.median(ts) for name, ts in times.items()}

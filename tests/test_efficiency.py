@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import keras
@@ -54,3 +55,11 @@ def test_the_recipe_table_compares_median_time_at_the_same_auc():
     assert "| 64 px | 3 | 12.0 | 20 | 0.980 / 0.990 |" in text
     assert "| 128 px | 3 | 44.0 | 20 | 0.970 / 0.990 |" in text
     assert "64 px fits in 0.27 of the time of 128 px" in text
+
+
+def test_interleaved_medians_alternate_the_calls_and_take_each_ones_median():
+    calls: list[str] = []
+    medians = eff.interleaved_medians({"a": lambda: calls.append("a"),
+                                       "b": lambda: (calls.append("b"), time.sleep(0.02))}, 3)
+    assert calls == ["a", "b"] * 3                                     # in turn, never a run of one
+    assert set(medians) == {"a", "b"} and medians["b"] >= 0.02 > medians["a"]
