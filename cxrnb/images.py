@@ -435,7 +435,8 @@ class ImageCache:
                 done += os.pwrite(pack_fd, view[done:], off + done)
             self._written += data.nbytes
             line = f"{key} {data.shape[0]} {data.shape[1]} {off}\n".encode()
-            os.write(idx_fd, line)
+            if os.write(idx_fd, line) != len(line):  # a short append (disk full): say so, lose nothing silently
+                raise OSError(f"{self.directory / (self._writer + '.idx')}: short write to the cache index")
             self._entries[key] = (self._writer + ".pack", data.shape[0], data.shape[1], off)
             idx = self._writer + ".idx"  # known already: `_scan` need not read it back
             self._read_upto[idx] = self._read_upto.get(idx, 0) + len(line)
