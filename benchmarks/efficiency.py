@@ -80,11 +80,10 @@ TRIES = {"batch 64": ({"batch_size": 64}, None), "batch 128": ({"batch_size": 12
          "mixed_bfloat16": ({}, "mixed_bfloat16")}
 
 
-def _fitter(preset: str, films: int, changes: dict | None = None, policy: str | None = None):
-    """(one training epoch on `films` in-memory films, warmed up; the row's fields but the rate)
-    of one preset's model, with `changes` to its config and Keras dtype `policy` (the tries)."""
+def _built(preset: str, changes: dict | None = None, policy: str | None = None):
+    """(config, compiled model) of one preset, with `changes` to its config and its layers made
+    under Keras dtype `policy` (the tries); the global policy is float32 again afterwards."""
     import keras
-    import numpy as np
 
     from cxrnb.train import TrainConfig, build
 
@@ -92,9 +91,17 @@ def _fitter(preset: str, films: int, changes: dict | None = None, policy: str | 
     keras.utils.set_random_seed(0)
     keras.config.set_dtype_policy(policy or "float32")
     try:
-        model = build(cfg, ["normal", "pneumonia"])
+        return cfg, build(cfg, ["normal", "pneumonia"])
     finally:
         keras.config.set_dtype_policy("float32")
+
+
+def _fitter(preset: str, films: int, changes: dict | None = None, policy: str | None = None):
+    """(one training epoch on `films` in-memory films, warmed up; the row's fields but the rate)
+    of one preset's model, with `changes` to its config and Keras dtype `policy` (the tries)."""
+    import numpy as np
+
+    cfg, model = _built(preset, changes, policy)
     shape = (cfg.image_size, cfg.image_size, cfg.channels)
     rng = np.random.default_rng(0)
     x = rng.random((films, *shape), dtype=np.float32)
@@ -141,11 +148,7 @@ def layer_rows(preset: str, repeats: int) -> list[dict]:
     import keras
     import tensorflow as tf
 
-    from cxrnb.train import TrainConfig, build
-
-    cfg = TrainConfig.preset(preset)
-    keras.utils.set_random_seed(0)
-    model = build(cfg, ["normal", "pneumonia"])
+    cfg, model = _built(preset)
     rows = []
     for layer in model.layers:
         if isinstance(layer, keras.layers.InputLayer):

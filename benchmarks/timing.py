@@ -11,12 +11,7 @@ def median_seconds(fn: Callable[[], object], repeats: int, *, warmup: bool = Fal
     (tracing, first-call set-up)."""
     if warmup:
         fn()
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
+    return interleaved_medians({"fn": fn}, repeats)["fn"]
 
 
 def interleaved_medians(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
