@@ -50,10 +50,15 @@ def is_dicom(path: str | Path) -> bool:
     """Whether `path` starts with a DICOM Part 10 preamble (``DICM`` at byte 128)."""
     try:
         with open(path, "rb") as f:
-            head = f.read(132)
+            return is_dicom_head(f.read(132))
     except OSError:
         return False
-    return len(head) == 132 and head[128:132] == b"DICM"
+
+
+def is_dicom_head(head: bytes) -> bool:
+    """Whether a file's first 132 bytes are a DICOM Part 10 preamble (for a caller that has
+    the file open already)."""
+    return len(head) >= 132 and head[128:132] == b"DICM"
 
 
 def sniff(path: str | Path) -> str:

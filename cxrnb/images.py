@@ -46,12 +46,12 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import BinaryIO, TypeVar
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .dicom import is_dicom
+from .dicom import is_dicom_head
 
 #: Refuse images with more pixels than this (a decompression bomb, or a scan that would eat
 #: gigabytes once decoded); below PIL's own limit, so PIL never has to warn about a file we keep.
@@ -171,21 +171,32 @@ def _bomb_detail(e: Exception, max_pixels: int) -> str:
 
 
 def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) -> tuple[np.ndarray, ImageInfo]:
-    """The decoder: full resolution (`side` None) or the base image of shorter side `side`."""
+    """The decoder: full resolution (`side` None) or the base image of shorter side `side`.
+
+    The file is opened once: its size, its first bytes (DICOM or not) and PIL's decoding all
+    come from the one open file, which matters when validation reads a collection of small films.
+    """
     path = Path(path)
     try:
-        nbytes = path.stat().st_size
+        f = open(path, "rb")
     except FileNotFoundError:
         raise ImageError(path, "missing file", "listed in the index but not on disk") from None
     except OSError as e:
         raise ImageError(path, "unreadable file", f"{type(e).__name__}: {e.strerror or e}") from None
-    if nbytes == 0:
-        raise ImageError(path, "empty file", "zero bytes")
-    if is_dicom(path):
-        gray = _decode_dicom(path, side, max_pixels, min_side)
-        info = ImageInfo(gray.info["width"], gray.info["height"], gray.info["mode"], "DICOM", gray.info["bit_depth"])
-    else:
-        gray, info = _decode_pil(path, side, max_pixels, min_side, nbytes)
+    with f:
+        nbytes = os.fstat(f.fileno()).st_size
+        if nbytes == 0:
+            raise ImageError(path, "empty file", "zero bytes")
+        try:
+            head = f.read(132)
+        except OSError as e:  # a folder, or a read error
+            raise ImageError(path, "unreadable file", f"{type(e).__name__}: {e.strerror or e}") from None
+        if is_dicom_head(head):
+            gray = _decode_dicom(path, side, max_pixels, min_side)
+            info = ImageInfo(gray.info["width"], gray.info["height"], gray.info["mode"], "DICOM", gray.info["bit_depth"])
+        else:
+            f.seek(0)
+            gray, info = _decode_pil(path, f, side, max_pixels, min_side, nbytes)
     k = 1 if side is None else min(gray.size) // side
     if k >= 2:
         gray = gray.reduce(k)
@@ -208,11 +219,12 @@ def _decode_dicom(path: Path, side: int | None, max_pixels: int, min_side: int) 
     return img
 
 
-def _decode_pil(path: Path, side: int | None, max_pixels: int, min_side: int, nbytes: int
+def _decode_pil(path: Path, f: BinaryIO, side: int | None, max_pixels: int, min_side: int, nbytes: int
                 ) -> tuple[Image.Image, ImageInfo]:
-    """A PNG/JPEG/... file as an 8-bit "L" image (JPEG draft-decoded for `side`) and its facts."""
+    """`path`, open as `f`, a PNG/JPEG/... file, as an 8-bit "L" image (JPEG draft-decoded for
+    `side`) and its facts."""
     try:
-        with Image.open(path) as img:
+        with Image.open(f) as img:
             w, h = img.size  # from the header: nothing is decoded yet
             if w * h > max_pixels:
                 raise ImageError(path, "decompression bomb",
@@ -418,28 +430,34 @@ class ImageCache:
 
     def put_base(self, path: str | Path, base: np.ndarray, side: int | None = None) -> None:
         """Store `base`, the result of ``read_base(path, side)``, unless it is stored already.
-        The pixels go to the pack before the index line that points at them (one append), so a
-        reader never sees a line whose image is not all there."""
+
+        The folder's other index files are read at the first put only (a second validation of the
+        same files stores nothing new); a file another process stores at the same moment may be
+        stored twice, which costs disk, never pixels. The pixels go to the pack before the index
+        line that points at them (one append), so a reader never sees a line whose image is not
+        all there; the lock covers the bookkeeping, not the write, so threads write in parallel.
+        """
         key = self._key(path, BASE_SIDE if side is None else side)
         data = np.ascontiguousarray(base, dtype=np.uint8)
         with self._lock:
-            if key not in self._entries:
+            if self._fds is None or self._pid != os.getpid():
                 self._scan()
             if key in self._entries:
                 return
             pack_fd, idx_fd = self._files()
+            pack, idx = self._writer + ".pack", self._writer + ".idx"
             off = self._written
-            view = memoryview(data).cast("B")
-            done = 0
-            while done < len(view):
-                done += os.pwrite(pack_fd, view[done:], off + done)
             self._written += data.nbytes
-            line = f"{key} {data.shape[0]} {data.shape[1]} {off}\n".encode()
+        view = memoryview(data).cast("B")
+        done = 0
+        while done < len(view):
+            done += os.pwrite(pack_fd, view[done:], off + done)
+        line = f"{key} {data.shape[0]} {data.shape[1]} {off}\n".encode()
+        with self._lock:
             if os.write(idx_fd, line) != len(line):  # a short append (disk full): say so, lose nothing silently
-                raise OSError(f"{self.directory / (self._writer + '.idx')}: short write to the cache index")
-            self._entries[key] = (self._writer + ".pack", data.shape[0], data.shape[1], off)
-            idx = self._writer + ".idx"  # known already: `_scan` need not read it back
-            self._read_upto[idx] = self._read_upto.get(idx, 0) + len(line)
+                raise OSError(f"{self.directory / idx}: short write to the cache index")
+            self._entries[key] = (pack, data.shape[0], data.shape[1], off)
+            self._read_upto[idx] = self._read_upto.get(idx, 0) + len(line)  # `_scan` need not read it back
 
     def get(self, path: str | Path, size: Size | None = None) -> np.ndarray | None:
         """Pixels of `path` at `size` (default: this cache's) from the stored base, or None on a miss."""

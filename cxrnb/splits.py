@@ -60,8 +60,9 @@ def patient_groups(index: pd.DataFrame, extra_links: Sequence[tuple[str, str]] =
     e = np.concatenate(edges).astype(int)
     graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(names), len(names)))
     _, comp = connected_components(graph, directed=False)
-    smallest = pd.Series(names).groupby(comp).transform("min").to_numpy()  # names are sorted
-    return pd.Series(smallest[rows], index=index.index, name="patient_group")
+    first = np.full(comp.max() + 1, len(names))
+    np.minimum.at(first, comp, np.arange(len(names)))  # names are sorted: a component's first is its min
+    return pd.Series(names[first[comp]][rows], index=index.index, name="patient_group")
 
 
 def _assign(labels: np.ndarray, groups: np.ndarray, fracs: dict[str, float], seed: int,

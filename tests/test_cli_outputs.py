@@ -136,8 +136,9 @@ def test_os_errors_in_the_drop_report_show_no_absolute_paths(tmp_path, folder_da
     real_open = PIL.Image.open
 
     def deny(fp, *a, **k):
-        if str(fp).endswith("covid1.png"):
-            raise PermissionError(13, "Permission denied", str(fp))
+        name = str(getattr(fp, "name", fp))  # a path, or the file cxrnb opened
+        if name.endswith("covid1.png"):
+            raise PermissionError(13, "Permission denied", name)
         return real_open(fp, *a, **k)
 
     monkeypatch.setattr(PIL.Image, "open", deny)

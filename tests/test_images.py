@@ -236,6 +236,26 @@ def test_a_writer_keeps_its_files_open_and_a_forked_child_writes_its_own(tmp_pat
     assert reader.get(paths[4]) is not None
 
 
+def test_threads_writing_one_cache_at_once_lose_and_mix_no_pixels(tmp_path):
+    """Puts from many threads write their pixels outside the writer's lock: each image must
+    still land whole at its own offset, with one index line each."""
+    rng = np.random.default_rng(0)
+    paths, bases = [], []
+    for i in range(96):
+        paths.append(tmp_path / f"f{i}.png")
+        paths[-1].write_bytes(b"x" * (i + 1))  # the key needs a file: path, inode, size, mtime
+        bases.append(rng.integers(0, 256, (int(rng.integers(20, 90)), int(rng.integers(20, 90))), dtype=np.uint8))
+    cache = ImageCache(tmp_path / "cache")
+    map_threads(lambda i: cache.put_base(paths[i], bases[i]), range(len(paths)), desc="t", progress=False, workers=8)
+    cache.close()
+    lines = next((tmp_path / "cache").glob("*.idx")).read_text().splitlines()
+    spans = sorted((int(off), int(off) + int(h) * int(w)) for _, h, w, off in (line.split() for line in lines))
+    assert len(lines) == len(paths) and all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    reader = ImageCache(tmp_path / "cache")
+    for p, b in zip(paths, bases):
+        np.testing.assert_array_equal(reader.get_base(p), b)
+
+
 def test_a_torn_cache_write_is_a_miss_not_garbage(tmp_path, small_base):
     index = films(tmp_path / "films")
     validate_images(index, cache=ImageCache(tmp_path / "cache"), progress=False)
