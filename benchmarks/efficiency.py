@@ -35,6 +35,7 @@ import json
 import os
 import platform
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -125,10 +126,10 @@ def preset_row(preset: str, films: int, repeats: int) -> dict:
     return _with_rate(row, films / median_seconds(epoch, repeats))
 
 
-def try_row(films: int, repeats: int, changes: dict, policy: str | None) -> dict:
-    """A try on the default preset: its row, and the preset's own rate measured in turn with it
-    (`interleaved_medians`): on a shared CPU, rates measured a minute apart drifted by 20 %."""
-    base, _ = _fitter("default", films)
+def try_row(base: Callable[[], None], films: int, repeats: int, changes: dict, policy: str | None) -> dict:
+    """A try on the default preset: its row, and the preset's own rate (`base`, its epoch from
+    `_fitter`) measured in turn with it (`interleaved_medians`): on a shared CPU, rates measured
+    a minute apart drifted by 20 %."""
     trial, row = _fitter("default", films, changes, policy)
     med = interleaved_medians({"base": base, "try": trial}, repeats)
     return {**_with_rate(row, films / med["try"]), "preset_films_per_s": films / med["base"]}
@@ -269,8 +270,10 @@ def main(argv: list[str] | None = None) -> dict:
 
     rows = [share(preset_row(preset, a.films, a.repeats)) for preset in a.presets]
     tries = []
-    for name, (changes, policy) in TRIES.items() if "default" in a.presets else ():
-        tries.append(share({"try": name, **try_row(a.films, a.repeats, changes, policy)}))
+    if "default" in a.presets:
+        base, _ = _fitter("default", a.films)  # one model of the preset as it is, for every try
+        tries = [share({"try": name, **try_row(base, a.films, a.repeats, changes, policy)})
+                 for name, (changes, policy) in TRIES.items()]
     # ms-scale calls: more repeats than the epochs
     layers = layer_rows("default", 5 * a.repeats) if "default" in a.presets else []
     recipes = recipe_rows(a.seeds, (64, 128), a.work) if a.seeds else []

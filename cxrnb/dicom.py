@@ -68,7 +68,7 @@ def sniff(path: str | Path) -> str:
             head = f.read(132)
     except OSError:
         return "unreadable"
-    if head[128:132] == b"DICM":
+    if is_dicom_head(head):
         return "DICOM"
     if head[:3] == b"\xff\xd8\xff":
         return "JPEG"

@@ -170,6 +170,11 @@ def _bomb_detail(e: Exception, max_pixels: int) -> str:
     return f"{int(m.group(1)):,} pixels exceeds the limit of {max_pixels:,}" if m else str(e)
 
 
+def _unreadable(path: Path, e: OSError) -> ImageError:
+    """The report entry of a file the OS would not open or read (permission, I/O error, a folder)."""
+    return ImageError(path, "unreadable file", f"{type(e).__name__}: {e.strerror or e}")
+
+
 def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) -> tuple[np.ndarray, ImageInfo]:
     """The decoder: full resolution (`side` None) or the base image of shorter side `side`.
 
@@ -182,15 +187,15 @@ def _decode(path: str | Path, side: int | None, max_pixels: int, min_side: int) 
     except FileNotFoundError:
         raise ImageError(path, "missing file", "listed in the index but not on disk") from None
     except OSError as e:
-        raise ImageError(path, "unreadable file", f"{type(e).__name__}: {e.strerror or e}") from None
+        raise _unreadable(path, e) from None
     with f:
         nbytes = os.fstat(f.fileno()).st_size
         if nbytes == 0:
             raise ImageError(path, "empty file", "zero bytes")
         try:
             head = f.read(132)
-        except OSError as e:  # a folder, or a read error
-            raise ImageError(path, "unreadable file", f"{type(e).__name__}: {e.strerror or e}") from None
+        except OSError as e:  # an I/O error after a successful open
+            raise _unreadable(path, e) from None
         if is_dicom_head(head):
             gray = _decode_dicom(path, side, max_pixels, min_side)
             info = ImageInfo(gray.info["width"], gray.info["height"], gray.info["mode"], "DICOM", gray.info["bit_depth"])
@@ -244,7 +249,7 @@ def _decode_pil(path: Path, f: BinaryIO, side: int | None, max_pixels: int, min_
     except Image.DecompressionBombError as e:
         raise ImageError(path, "decompression bomb", _bomb_detail(e, max_pixels)) from None
     except PermissionError as e:
-        raise ImageError(path, "unreadable file", f"PermissionError: {e.strerror or e}") from None
+        raise _unreadable(path, e) from None
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageError(path, "corrupt image", f"{type(e).__name__}: {e}") from None
     return gray, info
@@ -413,7 +418,7 @@ class ImageCache:
         """This writer's (pack, idx) descriptors, opened on the first put and kept open (two
         open/close pairs per image cost as much as a small film's decoding); a process forked
         from the writer gets its own pair of files, never the parent's offsets."""
-        if self._fds is None or self._pid != os.getpid():
+        if not self._writing():
             self._pid, self._written = os.getpid(), 0
             self._writer = f"{self._pid}-{uuid.uuid4().hex[:12]}"
             pack = os.open(self.directory / (self._writer + ".pack"), os.O_WRONLY | os.O_CREAT, 0o644)
@@ -421,6 +426,10 @@ class ImageCache:
             self._fds = (pack, idx)
             self._closer = weakref.finalize(self, _close_fds, self._fds, self._pid)
         return self._fds
+
+    def _writing(self) -> bool:
+        """Whether this object's writer files are open in this process (not closed, not forked)."""
+        return self._fds is not None and self._pid == os.getpid()
 
     def close(self) -> None:
         """Close this writer's files (also done when the object is collected); a later put opens new ones."""
@@ -440,7 +449,7 @@ class ImageCache:
         key = self._key(path, BASE_SIDE if side is None else side)
         data = np.ascontiguousarray(base, dtype=np.uint8)
         with self._lock:
-            if self._fds is None or self._pid != os.getpid():
+            if not self._writing():  # the first put: learn what other writers stored
                 self._scan()
             if key in self._entries:
                 return

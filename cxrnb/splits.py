@@ -59,8 +59,8 @@ def patient_groups(index: pd.DataFrame, extra_links: Sequence[tuple[str, str]] =
         edges.append(np.column_stack([rows[hashed], first.to_numpy()]))
     e = np.concatenate(edges).astype(int)
     graph = coo_matrix((np.ones(len(e)), (e[:, 0], e[:, 1])), shape=(len(names), len(names)))
-    _, comp = connected_components(graph, directed=False)
-    first = np.full(comp.max() + 1, len(names))
+    n_comp, comp = connected_components(graph, directed=False)
+    first = np.full(n_comp, len(names))
     np.minimum.at(first, comp, np.arange(len(names)))  # names are sorted: a component's first is its min
     return pd.Series(names[first[comp]][rows], index=index.index, name="patient_group")
 
